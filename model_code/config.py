@@ -1,0 +1,145 @@
+"""The one typed configuration of the pipeline: model, training, data split and evaluation gates.
+
+`Config()` with no arguments is the tutorial's `configuration()` (the `seed` preset). Other presets
+are derived from it with `dataclasses.replace`, so a preset only states what it changes. The
+configuration crosses component boundaries as a plain dict (`to_dict` / `from_dict`), which is what
+TFX's `custom_config` carries.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Tuple
+
+# Class ids after Transform (the trimap's 1/2/3 shifted down by one).
+CLASS_NAMES: Tuple[str, ...] = ("pet", "background", "border")
+
+
+def unet_output_size(input_size: int, num_blocks: int) -> int:
+    """Spatial output size of the tutorial's valid-convolution U-Net for a square input.
+
+    Each contracting block loses 4 pixels to two unpadded 3x3 convolutions and halves the size with
+    a 2x2 max-pool (except the last block); each expanding block doubles the size with a 2x2
+    transposed convolution and loses 4 pixels again. Raises ValueError when a pooling step would see
+    an odd size, because the skip connections could then not be centre-cropped symmetrically.
+    """
+    if num_blocks < 1:
+        raise ValueError(f"num_unet_blocks must be >= 1, got {num_blocks}")
+    size = input_size
+    for block in range(num_blocks):
+        size -= 4
+        if size <= 0:
+            raise ValueError(f"input size {input_size} is too small for {num_blocks} U-Net blocks")
+        if block < num_blocks - 1:
+            if size % 2:
+                raise ValueError(
+                    f"input size {input_size} gives an odd feature map ({size}) before max-pool "
+                    f"{block + 1} of {num_blocks - 1}; choose an input size for which every "
+                    "pooled size is even (e.g. 100 for 3 blocks)")
+            size //= 2
+    for _ in range(num_blocks - 1):
+        size = size * 2 - 4
+    if size <= 0:
+        raise ValueError(f"input size {input_size} is too small for {num_blocks} U-Net blocks")
+    return size
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything a run needs to know. Defaults are the tutorial's `configuration()`."""
+
+    # Model (tutorial: num_filters_start, num_unet_blocks, num_filters_end, input_*).
+    input_size: int = 100
+    input_channels: int = 3
+    num_filters_start: int = 64
+    num_unet_blocks: int = 3
+    num_classes: int = 3
+
+    # Training (tutorial: batch_size, buffer_size, num_epochs, lr_schedule_*, class_weights).
+    batch_size: int = 50
+    shuffle_buffer: int = 50
+    num_epochs: int = 25
+    lr_schedule_fractions: Tuple[float, ...] = (0.2, 0.5, 0.8)
+    lr_schedule_values: Tuple[float, ...] = (3e-4, 1e-4, 1e-5, 1e-6)
+    class_weights: Tuple[float, ...] = (1.0, 1.0, 2.0)
+    validation_sub_splits: int = 5
+    seed: int = 36
+
+    # Data: the tutorial re-splits train+test 80/10/10 (data_*_prc); here as hash buckets.
+    split_buckets: Tuple[Tuple[str, int], ...] = (("train", 8), ("eval", 1), ("test", 1))
+    synthetic_examples: int = 1000
+
+    # Evaluation gates (TFMA thresholds on the test split).
+    min_mean_iou: float = 0.5
+    min_pixel_accuracy: float = 0.7
+    max_mean_iou_regression: float = 0.01
+
+    def __post_init__(self):
+        if len(self.lr_schedule_values) != len(self.lr_schedule_fractions) + 1:
+            raise ValueError("lr_schedule_values needs exactly one more entry than "
+                             "lr_schedule_fractions")
+        if len(self.class_weights) != self.num_classes:
+            raise ValueError(f"class_weights has {len(self.class_weights)} entries for "
+                             f"{self.num_classes} classes")
+        unet_output_size(self.input_size, self.num_unet_blocks)  # validates the geometry
+
+    @property
+    def mask_size(self) -> int:
+        """Side of the predicted mask: derived from input size and depth, never configured."""
+        return unet_output_size(self.input_size, self.num_unet_blocks)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any]) -> "Config":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown configuration keys: {sorted(unknown)}")
+        fixed = {}
+        for key, value in values.items():
+            if isinstance(value, list):  # JSON round trips turn tuples into lists
+                value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+            fixed[key] = value
+        return cls(**fixed)
+
+
+SEED = Config()
+
+# Sized so that `python local_runner.py` finishes in about ten minutes on 2 CPU cores and still
+# learns the synthetic pets. The seed's learning rates are tuned for ~3,000 steps of batch 50;
+# demo takes far fewer steps, so it starts higher.
+DEMO = dataclasses.replace(
+    SEED,
+    num_filters_start=16,
+    batch_size=16,
+    shuffle_buffer=256,
+    num_epochs=12,
+    lr_schedule_values=(2e-3, 1e-3, 3e-4, 1e-4),
+    synthetic_examples=1000,
+    min_mean_iou=0.6,
+    min_pixel_accuracy=0.8,
+)
+
+# Tiny, for tests: every component runs, nothing is expected to be learned.
+SMOKE = dataclasses.replace(
+    SEED,
+    num_filters_start=4,
+    batch_size=4,
+    shuffle_buffer=16,
+    num_epochs=1,
+    validation_sub_splits=1,
+    synthetic_examples=40,
+    min_mean_iou=0.0,
+    min_pixel_accuracy=0.0,
+    max_mean_iou_regression=1.0,
+)
+
+PRESETS: Dict[str, Config] = {"seed": SEED, "demo": DEMO, "smoke": SMOKE}
+
+
+def get_preset(name: str) -> Config:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None

@@ -1,0 +1,154 @@
+"""Trainer's `run_fn`: trains the U-Net on Transform's output and exports a servable SavedModel.
+
+Training follows the tutorial's `main()`: Adam with a piecewise-constant learning rate whose
+boundaries sit at 20/50/80 % of the run, sparse categorical cross-entropy from logits, per-pixel
+sample weights from the class weights, random horizontal and vertical flips, TensorBoard logs.
+
+Differences from the tutorial, on purpose:
+  * The schedule's boundaries come from the steps this run really takes (epochs x steps per
+    epoch of the data at hand), so short runs also pass through every learning rate.
+  * Flips are drawn once per example and applied to image and mask together, instead of two
+    random ops that share a seed (which does not guarantee the same draw) on whole batches.
+
+The exported model carries the Transform graph, so it takes raw serialized tf.Examples:
+  serving_default(examples) -> {"scores": [batch, mask, mask, classes] softmax scores}
+  transform_features(examples) -> Transform's outputs (image, mask), used by TFMA for labels.
+"""
+from __future__ import annotations
+
+import logging
+from typing import List, Tuple
+
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+
+from model_code import preprocessing
+from model_code.config import Config
+from model_code.metrics import PixelMeanIoU
+from model_code.unet import build_unet
+
+SCORES_KEY = "scores"
+
+
+def build_lr_schedule(config: Config, total_steps: int):
+    """PiecewiseConstantDecay with boundaries at `lr_schedule_fractions` of `total_steps`."""
+    boundaries = [max(1, int(fraction * total_steps)) for fraction in config.lr_schedule_fractions]
+    for i in range(1, len(boundaries)):  # very short runs: keep boundaries strictly increasing
+        boundaries[i] = max(boundaries[i], boundaries[i - 1] + 1)
+    return keras.optimizers.schedules.PiecewiseConstantDecay(
+        boundaries, list(config.lr_schedule_values))
+
+
+def random_flip_pair(image: tf.Tensor, mask: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Flips one example's image [H, W, C] and mask [h, w] with the same two coin tosses."""
+    coins = tf.random.uniform([2]) < 0.5
+    image = tf.where(coins[0], tf.reverse(image, [1]), image)
+    mask = tf.where(coins[0], tf.reverse(mask, [1]), mask)
+    image = tf.where(coins[1], tf.reverse(image, [0]), image)
+    mask = tf.where(coins[1], tf.reverse(mask, [0]), mask)
+    return image, mask
+
+
+def pixel_weights(mask: tf.Tensor, class_weights) -> tf.Tensor:
+    """Per-pixel weights from class weights normalised to sum to 1, as in the tutorial."""
+    weights = tf.constant(class_weights, tf.float32)
+    return tf.gather(weights / tf.reduce_sum(weights), mask)
+
+
+def _parsed_dataset(file_patterns: List[str], tf_transform_output) -> tf.data.Dataset:
+    files = tf.io.gfile.glob(file_patterns) if isinstance(file_patterns, str) else [
+        f for pattern in file_patterns for f in tf.io.gfile.glob(pattern)]
+    if not files:
+        raise ValueError(f"no transformed examples found at {file_patterns}")
+    spec = tf_transform_output.transformed_feature_spec()
+    wanted = {key: spec[key] for key in (preprocessing.TRANSFORMED_IMAGE_KEY,
+                                         preprocessing.TRANSFORMED_MASK_KEY)}
+    return tf.data.TFRecordDataset(files, compression_type="GZIP",
+                                   num_parallel_reads=tf.data.AUTOTUNE).map(
+        lambda record: tf.io.parse_single_example(record, wanted),
+        num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def count_examples(dataset: tf.data.Dataset) -> int:
+    return int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
+
+
+def make_dataset(parsed: tf.data.Dataset, config: Config, training: bool) -> tf.data.Dataset:
+    """(image, mask, pixel weights) batches; shuffled, augmented and repeated when training."""
+    image_key, mask_key = preprocessing.TRANSFORMED_IMAGE_KEY, preprocessing.TRANSFORMED_MASK_KEY
+    ds = parsed.map(lambda f: (f[image_key], f[mask_key])).cache()
+    if training:
+        ds = ds.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True)
+        ds = ds.repeat().map(random_flip_pair, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.repeat()
+    ds = ds.map(lambda image, mask: (image, mask, pixel_weights(mask, config.class_weights)),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(config.batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+
+
+def compile_model(config: Config, total_steps: int) -> keras.Model:
+    model = build_unet(config)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=build_lr_schedule(config, total_steps)),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        weighted_metrics=[],
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                 PixelMeanIoU(num_classes=config.num_classes, name="mean_iou")])
+    return model
+
+
+def _export_signatures(model: keras.Model, tf_transform_output):
+    model.tft_layer = tf_transform_output.transform_features_layer()
+    raw_spec = tf_transform_output.raw_feature_spec()
+    image_spec = {preprocessing.IMAGE_KEY: raw_spec[preprocessing.IMAGE_KEY]}
+    label_spec = dict(image_spec, **{
+        preprocessing.MASK_KEY: raw_spec[preprocessing.MASK_KEY]})
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(serialized):
+        transformed = model.tft_layer(tf.io.parse_example(serialized, image_spec))
+        logits = model(transformed[preprocessing.TRANSFORMED_IMAGE_KEY], training=False)
+        return {SCORES_KEY: tf.nn.softmax(logits, axis=-1)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_features(serialized):
+        return model.tft_layer(tf.io.parse_example(serialized, label_spec))
+
+    return {"serving_default": serve_examples, "transform_features": transform_features}
+
+
+def run_fn(fn_args) -> None:
+    """TFX Trainer entry point (`model_code.trainer.run_fn`)."""
+    config = Config.from_dict(fn_args.custom_config or {})
+    tf.random.set_seed(config.seed)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+
+    train_parsed = _parsed_dataset(fn_args.train_files, tf_transform_output)
+    eval_parsed = _parsed_dataset(fn_args.eval_files, tf_transform_output)
+    num_train, num_eval = count_examples(train_parsed), count_examples(eval_parsed)
+    if num_train < config.batch_size:
+        raise ValueError(f"the train split has {num_train} examples, fewer than one batch of "
+                         f"{config.batch_size}; use a smaller --preset or more data")
+    if num_eval == 0:
+        raise ValueError("the eval split is empty; the data needs more examples")
+    steps_per_epoch = num_train // config.batch_size
+    total_steps = steps_per_epoch * config.num_epochs
+    validation_steps = max(1, num_eval // config.batch_size // config.validation_sub_splits)
+    logging.info("training on %d examples (%d steps/epoch, %d steps), validating on %d",
+                 num_train, steps_per_epoch, total_steps, num_eval)
+
+    model = compile_model(config, total_steps)
+    model.fit(
+        make_dataset(train_parsed, config, training=True),
+        epochs=config.num_epochs,
+        steps_per_epoch=steps_per_epoch,
+        validation_data=make_dataset(eval_parsed, config, training=False),
+        validation_steps=validation_steps,
+        callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir,
+                                               update_freq="epoch")],
+        verbose=2)
+
+    signatures = _export_signatures(model, tf_transform_output)
+    model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures)

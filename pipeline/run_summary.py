@@ -1,0 +1,118 @@
+"""What a finished run produced, read back from ML Metadata and TFMA's own result files.
+
+TFX records every artifact of a run in MLMD; this module only looks them up for the run that just
+finished (the newest `pipeline_run` context) and formats the facts a person asks first: where the
+pushed model, the evaluation and the TensorBoard logs are, whether the model was blessed, and its
+metrics on the test split.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Optional
+
+import tensorflow_model_analysis as tfma
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+
+
+@dataclasses.dataclass
+class RunSummary:
+    run_id: str
+    executions: Dict[str, str]  # component id -> state (COMPLETE, CACHED, ...)
+    artifact_uris: Dict[str, str]  # artifact type -> uri
+    blessed: Optional[bool]
+    pushed: Optional[bool]
+    pushed_destination: Optional[str]
+    metrics: Dict[str, float]  # overall slice, on the test split
+    validation_failures: List[str]
+
+    def format(self) -> str:
+        lines = [f"Run {self.run_id}:"]
+        lines += [f"  {component:32s} {state}" for component, state in self.executions.items()]
+        if self.metrics:
+            lines.append("Test-split metrics (TFMA, overall): " + ", ".join(
+                f"{name} = {value:.4f}" for name, value in sorted(self.metrics.items())))
+        verdict = {True: "BLESSED", False: "NOT BLESSED", None: "not evaluated"}[self.blessed]
+        lines.append(f"Model: {verdict}")
+        lines += [f"  - {failure}" for failure in self.validation_failures]
+        if self.pushed:
+            lines.append(f"Pushed model:        {self.pushed_destination}")
+        else:
+            lines.append("Pushed model:        none (the model was not pushed)")
+        for label, kind in (("Evaluation output:", "ModelEvaluation"),
+                            ("TensorBoard logs:", "ModelRun")):
+            if kind in self.artifact_uris:
+                lines.append(f"{label:20s} {self.artifact_uris[kind]}")
+        return "\n".join(lines)
+
+
+def overall_metrics(evaluation_uri: str) -> Dict[str, float]:
+    result = tfma.load_eval_result(evaluation_uri)
+    for slice_key, metrics in result.slicing_metrics:
+        if slice_key == ():
+            values = {}
+            for by_sub_key in metrics.values():  # output name -> sub key -> metric -> value
+                for by_name in by_sub_key.values():
+                    for name, value in by_name.items():
+                        if "doubleValue" in value:
+                            values[name] = value["doubleValue"]
+            return values
+    return {}
+
+
+def validation_failures(evaluation_uri: str) -> List[str]:
+    result = tfma.load_validation_result(evaluation_uri)
+    failures = []
+    for per_slice in result.metric_validations_per_slice:
+        for failure in per_slice.failures:
+            failures.append(f"{failure.metric_key.name}: value {failure.metric_value.double_value:.4f}"
+                            f" fails {failure.metric_threshold}".replace("\n", " "))
+    return failures
+
+
+def summarize_latest_run(metadata_path: str) -> RunSummary:
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = metadata_path
+    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    store = metadata_store.MetadataStore(connection)
+    runs = store.get_contexts_by_type("pipeline_run")
+    if not runs:
+        raise RuntimeError(f"no pipeline run recorded in {metadata_path}")
+    run = max(runs, key=lambda context: (context.create_time_since_epoch, context.id))
+
+    executions = sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)
+    node_type = store.get_context_type("node").id
+    states = {}
+    for execution in executions:
+        nodes = [c.name for c in store.get_contexts_by_execution(execution.id)
+                 if c.type_id == node_type]
+        node_id = nodes[0].split(".", 1)[-1] if nodes else str(execution.type_id)
+        states[node_id] = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
+    events = store.get_events_by_execution_ids([e.id for e in executions])
+    output_ids = sorted({e.artifact_id for e in events
+                         if e.type == metadata_store_pb2.Event.OUTPUT})
+    type_names = {t.id: t.name for t in store.get_artifact_types()}
+    artifacts = {type_names[a.type_id]: a for a in store.get_artifacts_by_id(output_ids)}
+
+    def prop(artifact_type, name):
+        artifact = artifacts.get(artifact_type)
+        if artifact is None or name not in artifact.custom_properties:
+            return None
+        value = artifact.custom_properties[name]
+        return value.string_value if value.HasField("string_value") else value.int_value
+
+    evaluation_uri = artifacts["ModelEvaluation"].uri if "ModelEvaluation" in artifacts else None
+    blessed = prop("ModelBlessing", "blessed")
+    pushed = prop("PushedModel", "pushed")
+    return RunSummary(
+        run_id=run.name,
+        executions=states,
+        artifact_uris={name: artifact.uri for name, artifact in artifacts.items()},
+        blessed=None if blessed is None else bool(blessed),
+        pushed=None if pushed is None else bool(pushed),
+        pushed_destination=prop("PushedModel", "pushed_destination"),
+        metrics=overall_metrics(evaluation_uri) if evaluation_uri else {},
+        validation_failures=validation_failures(evaluation_uri) if evaluation_uri else [],
+    )
+
