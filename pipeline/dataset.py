@@ -84,6 +84,7 @@ def prepare_from_archives(archive_dir: str, data_dir: str) -> str:
                if not os.path.isfile(os.path.join(archive_dir, f"{key}.tar.gz"))]
     if missing:
         raise DataDirError(f"--archives {archive_dir}: missing {', '.join(missing)}")
+    tfds.disable_progress_bar()
     builder = _archives_builder_class()(data_dir=data_dir)
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=archive_dir,

@@ -1,0 +1,16 @@
+"""Shared fixtures: a small Oxford-Pets dataset written through TFDS's own builder."""
+import os
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def tfds_pets_dir(tmp_path_factory):
+    """TFDS data_dir holding oxford_iiit_pet/4.0.0 with 40 synthetic pets (train 20, test 20)."""
+    from pipeline import dataset
+
+    data_dir = str(tmp_path_factory.mktemp("tfds_data"))
+    dataset.prepare_synthetic(data_dir, num_examples=40, seed=1)
+    return data_dir

@@ -1,0 +1,100 @@
+"""End to end: the real LocalDagRunner pipeline on a small TFDS-written dataset, run twice.
+
+Like TFX's penguin example test: the first run executes every component and pushes a model; the
+second run with unchanged inputs is served from cache up to the Trainer (the Resolver always runs,
+and the Evaluator and Pusher run again because the first run's model is now the baseline).
+"""
+import glob
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import local_runner
+from pipeline.run_summary import summarize_latest_run
+
+UPSTREAM = ["ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
+            "Trainer"]
+ALL = UPSTREAM + ["latest_blessed_model_resolver", "Evaluator", "Pusher"]
+
+
+@pytest.fixture(scope="module")
+def runs(tfds_pets_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke_run")
+    paths = {
+        "pipeline_root": str(out / "pipeline_root"),
+        "serving_dir": str(out / "serving"),
+        "metadata_path": str(out / "metadata.sqlite"),
+    }
+    argv = ["--preset", "smoke", "--data-dir", tfds_pets_dir,
+            "--pipeline-root", paths["pipeline_root"], "--serving-dir", paths["serving_dir"],
+            "--metadata-path", paths["metadata_path"]]
+    assert local_runner.main(argv) == 0
+    first = summarize_latest_run(paths["metadata_path"])
+    first_versions = sorted(os.listdir(paths["serving_dir"]))
+    assert local_runner.main(argv) == 0
+    second = summarize_latest_run(paths["metadata_path"])
+    return paths, first, first_versions, second
+
+
+def test_first_run_executes_every_component_and_pushes(runs):
+    paths, first, first_versions, _ = runs
+    assert first.executions == {name: "COMPLETE" for name in ALL}
+    assert first.blessed is True and first.pushed is True
+    assert len(first_versions) == 1
+    assert first.pushed_destination == os.path.join(paths["serving_dir"], first_versions[0])
+    assert {"mean_iou", "pixel_accuracy", "example_count"} <= set(first.metrics)
+    assert 0.0 <= first.metrics["mean_iou"] <= 1.0
+
+
+def test_second_run_is_served_from_cache(runs):
+    _, first, _, second = runs
+    assert second.run_id != first.run_id
+    assert {name: second.executions[name] for name in UPSTREAM} == \
+        {name: "CACHED" for name in UPSTREAM}
+    assert second.artifact_uris["Model"] == first.artifact_uris["Model"]
+
+
+def _serialized_test_examples(tfds_pets_dir, count):
+    files = glob.glob(os.path.join(tfds_pets_dir, "oxford_iiit_pet", "4.0.0", "*test.tfrecord*"))
+    return [record.numpy() for record in tf.data.TFRecordDataset(files).take(count)]
+
+
+def test_pushed_model_serves_real_serialized_examples(runs, tfds_pets_dir):
+    _, first, _, _ = runs
+    model = tf.saved_model.load(first.pushed_destination)
+    examples = _serialized_test_examples(tfds_pets_dir, 3)
+    scores = model.signatures["serving_default"](examples=tf.constant(examples))["scores"]
+    assert scores.shape == (3, 60, 60, 3)
+    np.testing.assert_allclose(tf.reduce_sum(scores, -1).numpy(), 1.0, atol=1e-4)
+
+    # An example carrying nothing but the image is enough to serve.
+    image_only = tf.train.Example()
+    image_only.ParseFromString(examples[0])
+    for key in list(image_only.features.feature):
+        if key != "image":
+            del image_only.features.feature[key]
+    alone = model.signatures["serving_default"](
+        examples=tf.constant([image_only.SerializeToString()]))["scores"]
+    np.testing.assert_allclose(alone.numpy()[0], scores.numpy()[0], atol=1e-5)
+
+    labels = model.signatures["transform_features"](examples=tf.constant(examples))["mask"]
+    assert labels.shape == (3, 60, 60)
+    assert set(np.unique(labels.numpy())) <= {0, 1, 2}
+
+
+def test_training_logs_include_the_learning_rate(runs):
+    _, first, _, _ = runs
+    tags = set()
+    for path in glob.glob(os.path.join(first.artifact_uris["ModelRun"], "**", "events.*"),
+                          recursive=True):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(value.tag for value in event.summary.value)
+    assert {"epoch_learning_rate", "epoch_loss"} <= tags
+
+
+def test_a_data_dir_without_tfrecords_fails_before_any_work(tmp_path, capsys):
+    assert local_runner.main(["--preset", "smoke", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path) in err and "no TFRecord files" in err
