@@ -30,4 +30,4 @@ test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
 
 clean:
-	rm -rf $(VENV) data/synthetic outputs
+	rm -rf $(VENV) data/synthetic_* outputs

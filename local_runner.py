@@ -9,7 +9,6 @@ Exit status 0 means the pipeline completed (whether or not the model was blessed
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 
@@ -17,7 +16,6 @@ from model_code.config import PRESETS, get_preset
 from pipeline import dataset
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PIPELINE_NAME = "pets-unet-segmentation"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -39,31 +37,27 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    config = get_preset(args.preset)
-    if args.epochs is not None:
-        if args.epochs < 1:
-            print("error: --epochs must be at least 1", file=sys.stderr)
-            return 2
-        config = dataclasses.replace(config, num_epochs=args.epochs)
     out = os.path.join(HERE, "outputs", args.preset)
     pipeline_root = os.path.abspath(args.pipeline_root or os.path.join(out, "pipeline_root"))
     serving_dir = os.path.abspath(args.serving_dir or os.path.join(out, "serving_model"))
     metadata_path = os.path.abspath(args.metadata_path or os.path.join(out, "metadata.sqlite"))
 
     try:
+        config = get_preset(args.preset, args.epochs)
         if args.data_dir:
             data_root = dataset.find_tfrecord_dir(args.data_dir)
         else:
             data_root = dataset.ensure_synthetic(
-                os.path.join(HERE, "data", "synthetic"), config.synthetic_examples)
-    except dataset.DataDirError as err:
+                os.path.join(HERE, "data", f"synthetic_{config.synthetic_examples}"),
+                config.synthetic_examples)
+    except ValueError as err:  # DataDirError included
         print(f"error: {err}", file=sys.stderr)
         return 2
 
     # Heavy imports only once the arguments are known to be good.
     from tfx import v1 as tfx
 
-    from pipeline.pipeline import create_pipeline
+    from pipeline.pipeline import PIPELINE_NAME, create_pipeline
     from pipeline.run_summary import summarize_latest_run
 
     os.makedirs(os.path.dirname(metadata_path), exist_ok=True)

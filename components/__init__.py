@@ -1,0 +1,1 @@
+"""Custom TFX components. The pipeline uses only standard TFX components so far."""

@@ -1,0 +1,1 @@
+"""Model code that runs inside TFX components: config, U-Net, preprocessing, training, metrics."""

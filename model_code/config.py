@@ -8,7 +8,9 @@ TFX's `custom_config` carries.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
+
+CUSTOM_CONFIG_KEY = "pets_unet_config"
 
 # Class ids after Transform (the trimap's 1/2/3 shifted down by one).
 CLASS_NAMES: Tuple[str, ...] = ("pet", "background", "border")
@@ -90,6 +92,18 @@ class Config:
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def as_custom_config(self) -> Dict[str, Any]:
+        """The form components receive it in: nested, so that other keys (e.g. Vertex AI
+        training arguments) can share TFX's `custom_config`."""
+        return {CUSTOM_CONFIG_KEY: self.to_dict()}
+
+    @classmethod
+    def from_custom_config(cls, custom_config: Optional[Dict[str, Any]]) -> "Config":
+        if not custom_config or CUSTOM_CONFIG_KEY not in custom_config:
+            raise ValueError(f"custom_config has no {CUSTOM_CONFIG_KEY!r} entry; build it with "
+                             "Config.as_custom_config()")
+        return cls.from_dict(custom_config[CUSTOM_CONFIG_KEY])
+
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> "Config":
         known = {f.name for f in dataclasses.fields(cls)}
@@ -138,8 +152,14 @@ SMOKE = dataclasses.replace(
 PRESETS: Dict[str, Config] = {"seed": SEED, "demo": DEMO, "smoke": SMOKE}
 
 
-def get_preset(name: str) -> Config:
+def get_preset(name: str, epochs: Optional[int] = None) -> Config:
+    """A preset by name, optionally with its number of epochs overridden (runners' --epochs)."""
     try:
-        return PRESETS[name]
+        config = PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
+    if epochs is not None:
+        if epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {epochs}")
+        config = dataclasses.replace(config, num_epochs=epochs)
+    return config

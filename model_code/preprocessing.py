@@ -76,7 +76,7 @@ def decode_and_resize_masks(encoded: tf.Tensor, size: int) -> tf.Tensor:
 def preprocessing_fn(inputs: Dict[str, Any],
                      custom_config: Optional[Dict[str, Any]] = None) -> Dict[str, tf.Tensor]:
     """TFT entry point (`model_code.preprocessing.preprocessing_fn`); config via custom_config."""
-    config = Config.from_dict(custom_config) if custom_config else Config()
+    config = Config.from_custom_config(custom_config)
     return {
         TRANSFORMED_IMAGE_KEY: decode_and_resize_images(
             _squeeze_single_value(inputs[IMAGE_KEY]), config.input_size, config.mask_size),

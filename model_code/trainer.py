@@ -121,7 +121,7 @@ def _export_signatures(model: keras.Model, tf_transform_output):
 
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point (`model_code.trainer.run_fn`)."""
-    config = Config.from_dict(fn_args.custom_config or {})
+    config = Config.from_custom_config(fn_args.custom_config)
     tf.random.set_seed(config.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
 

@@ -1,0 +1,1 @@
+"""Orchestration: the pipeline DAG, its evaluation config, data preparation and run summaries."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import shutil
 import sys
 from typing import Optional
 
@@ -106,7 +107,9 @@ def prepare_synthetic(data_dir: str, num_examples: int, seed: int = 0) -> str:
 
     archive_dir = os.path.join(data_dir, "archives")
     synthetic_pets.write_archives(archive_dir, num_examples, seed=seed)
-    return prepare_from_archives(archive_dir, data_dir)
+    out = prepare_from_archives(archive_dir, data_dir)
+    shutil.rmtree(os.path.join(data_dir, "downloads"), ignore_errors=True)  # TFDS's extractions
+    return out
 
 
 def ensure_synthetic(data_dir: str, num_examples: int, seed: int = 0) -> str:

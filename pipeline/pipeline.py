@@ -8,6 +8,7 @@ Component code is referenced by installed module paths (`model_code.trainer.run_
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import List, Optional
 
 from tfx import v1 as tfx
@@ -16,8 +17,40 @@ from model_code.config import Config
 from pipeline.dataset import TFRECORD_PATTERN
 from pipeline.evaluation import EVAL_SPLIT, eval_config
 
+PIPELINE_NAME = "pets-unet-segmentation"
 PREPROCESSING_FN = "model_code.preprocessing.preprocessing_fn"
 RUN_FN = "model_code.trainer.run_fn"
+
+
+@dataclasses.dataclass(frozen=True)
+class VertexTraining:
+    """Run the Trainer as a Vertex AI custom training job instead of in the pipeline's pod."""
+
+    project: str
+    region: str
+    image: str  # the pipeline image; it has this package installed
+    machine_type: str = "n1-standard-8"
+    accelerator_type: Optional[str] = None  # e.g. "NVIDIA_TESLA_T4"
+    accelerator_count: int = 0
+
+    def custom_config(self) -> dict:
+        machine_spec = {"machine_type": self.machine_type}
+        if self.accelerator_type:
+            machine_spec.update(accelerator_type=self.accelerator_type,
+                                accelerator_count=max(1, self.accelerator_count))
+        vertex = tfx.extensions.google_cloud_ai_platform
+        return {
+            vertex.ENABLE_VERTEX_KEY: True,
+            vertex.VERTEX_REGION_KEY: self.region,
+            vertex.TRAINING_ARGS_KEY: {
+                "project": self.project,
+                "worker_pool_specs": [{
+                    "machine_spec": machine_spec,
+                    "replica_count": 1,
+                    "container_spec": {"image_uri": self.image},
+                }],
+            },
+        }
 
 
 def create_pipeline(
@@ -29,8 +62,13 @@ def create_pipeline(
     metadata_connection_config=None,
     beam_pipeline_args: Optional[List[str]] = None,
     enable_cache: bool = True,
+    vertex_training: Optional[VertexTraining] = None,
 ) -> tfx.dsl.Pipeline:
-    """Builds the pipeline. `data_root` is a folder of Oxford-Pets TFRecords (TFDS format)."""
+    """Builds the pipeline. `data_root` is a folder of Oxford-Pets TFRecords (TFDS format).
+
+    `beam_pipeline_args` reach every Beam-based component (ExampleGen, StatisticsGen, Transform,
+    Evaluator), which is how they scale out to Dataflow, Flink or Spark.
+    """
     # Both TFDS splits go in as one; the tutorial's 80/10/10 re-split is a hash of file_name.
     example_gen = tfx.components.ImportExampleGen(
         input_base=data_root,
@@ -51,19 +89,23 @@ def create_pipeline(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
-        custom_config=config.to_dict(),
+        custom_config=config.as_custom_config(),
         # Statistics over 30,000 floats per image cost minutes and tell nothing StatisticsGen
         # does not already say about the raw data.
         disable_statistics=True)
 
-    trainer = tfx.components.Trainer(
+    trainer_class, trainer_config = tfx.components.Trainer, config.as_custom_config()
+    if vertex_training:
+        trainer_class = tfx.extensions.google_cloud_ai_platform.Trainer
+        trainer_config.update(vertex_training.custom_config())
+    trainer = trainer_class(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config=config.to_dict())
+        custom_config=trainer_config)
 
     model_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,

@@ -14,3 +14,14 @@ def tfds_pets_dir(tmp_path_factory):
     data_dir = str(tmp_path_factory.mktemp("tfds_data"))
     dataset.prepare_synthetic(data_dir, num_examples=40, seed=1)
     return data_dir
+
+
+@pytest.fixture(scope="session", autouse=True)
+def plain_argv():
+    """TFX/absl parse sys.argv when components run; pytest's own flags (-v ...) must not leak."""
+    import sys
+
+    saved = sys.argv
+    sys.argv = [saved[0]]
+    yield
+    sys.argv = saved

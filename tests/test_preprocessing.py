@@ -21,7 +21,7 @@ def _run(images, masks):
         "image": tf.constant([[b] for b in images]),
         "segmentation_mask": tf.constant([[b] for b in masks]),
     }
-    out = preprocessing_fn(batch, SMOKE.to_dict())
+    out = preprocessing_fn(batch, SMOKE.as_custom_config())
     return out["image"].numpy(), out["mask"].numpy()
 
 

@@ -1,0 +1,16 @@
+# Pipeline image for Kubeflow Pipelines / Vertex AI Pipelines (and Dataflow workers, via
+# --sdk_container_image). The official TFX 1.16.0 image already has TFX, TF 2.16, TFT, TFMA and
+# Beam; this adds the pinned extras and installs this package so `model_code.*` imports work.
+ARG TFX_IMAGE=gcr.io/tfx-oss-public/tfx:1.16.0
+FROM ${TFX_IMAGE}
+
+WORKDIR /pipeline
+COPY requirements.lock ./
+RUN grep -E '^(tf-keras|tensorflow-datasets)==' requirements.lock > extras.txt && \
+    pip install --no-cache-dir -r extras.txt
+COPY setup.py pyproject.toml README.md ./
+COPY model_code/ model_code/
+COPY pipeline/ pipeline/
+COPY components/ components/
+RUN pip install --no-cache-dir --no-deps . && \
+    python -c "import model_code.trainer, model_code.preprocessing, pipeline.pipeline"

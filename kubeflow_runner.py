@@ -1,0 +1,168 @@
+"""Compiles the pipeline for Kubeflow Pipelines 2.x and Vertex AI Pipelines, and can submit it.
+
+    python kubeflow_runner.py --pipeline-root gs://BUCKET/root --data-root gs://BUCKET/pets/4.0.0 \\
+        --image REGION-docker.pkg.dev/PROJECT/REPO/pets-unet:latest --output pipeline.json
+    python kubeflow_runner.py ... --submit --project PROJECT --region us-central1
+
+The DAG comes from `pipeline.pipeline.create_pipeline`, the same function local_runner.py uses.
+TFX's KubeflowV2DagRunner writes a KFP v2 pipeline spec (JSON) that Vertex AI Pipelines runs and
+Kubeflow Pipelines 2.x uploads. Every setting is a flag whose default comes from the environment
+variable named in its help, so CI/CD can configure it without editing code.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import List, Optional
+
+from model_code.config import PRESETS, get_preset
+
+BEAM_RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner")
+
+
+def _env(name: str, default: Optional[str] = None) -> Optional[str]:
+    return os.environ.get(name) or default
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--project", default=_env("GOOGLE_CLOUD_PROJECT"),
+                   help="GCP project [env GOOGLE_CLOUD_PROJECT]")
+    p.add_argument("--region", default=_env("GOOGLE_CLOUD_REGION", "us-central1"),
+                   help="GCP region [env GOOGLE_CLOUD_REGION, default us-central1]")
+    p.add_argument("--pipeline-root", default=_env("PIPELINE_ROOT"),
+                   help="gs:// folder for pipeline artifacts [env PIPELINE_ROOT]")
+    p.add_argument("--data-root", default=_env("DATA_ROOT"),
+                   help="folder of Oxford-Pets TFRecords, e.g. gs://B/tfds/oxford_iiit_pet/4.0.0 "
+                        "[env DATA_ROOT]")
+    p.add_argument("--serving-dir", default=_env("SERVING_DIR"),
+                   help="where blessed models are pushed [env SERVING_DIR, default "
+                        "<pipeline-root>/serving_model]")
+    p.add_argument("--image", default=_env("PIPELINE_IMAGE"),
+                   help="container image with this package installed (see Dockerfile) "
+                        "[env PIPELINE_IMAGE]")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=_env("PRESET", "seed"),
+                   help="configuration preset [env PRESET, default seed]")
+    p.add_argument("--epochs", type=int, help="override the preset's number of epochs")
+    p.add_argument("--beam-runner", choices=BEAM_RUNNERS,
+                   default=_env("BEAM_RUNNER", "DirectRunner"),
+                   help="runner for the Beam components [env BEAM_RUNNER, default DirectRunner]")
+    p.add_argument("--beam-arg", action="append", default=[],
+                   help="extra Beam pipeline argument, repeatable (e.g. --beam-arg=--max_num_workers=8)")
+    p.add_argument("--vertex-training", action="store_true",
+                   default=_env("VERTEX_TRAINING", "") == "1",
+                   help="train on Vertex AI Training instead of in the Trainer's pod [env "
+                        "VERTEX_TRAINING=1]")
+    p.add_argument("--vertex-machine-type", default=_env("VERTEX_MACHINE_TYPE", "n1-standard-8"),
+                   help="Vertex training machine [env VERTEX_MACHINE_TYPE, default n1-standard-8]")
+    p.add_argument("--vertex-accelerator-type", default=_env("VERTEX_ACCELERATOR_TYPE"),
+                   help="e.g. NVIDIA_TESLA_T4 [env VERTEX_ACCELERATOR_TYPE]")
+    p.add_argument("--vertex-accelerator-count", type=int,
+                   default=int(_env("VERTEX_ACCELERATOR_COUNT", "0")),
+                   help="[env VERTEX_ACCELERATOR_COUNT]")
+    p.add_argument("--output", default=_env("PIPELINE_SPEC", "pets_unet_pipeline.json"),
+                   help="compiled pipeline spec [env PIPELINE_SPEC, default pets_unet_pipeline.json]")
+    p.add_argument("--submit", action="store_true",
+                   help="submit the compiled spec to Vertex AI Pipelines")
+    return p.parse_args(argv)
+
+
+def beam_pipeline_args(args: argparse.Namespace) -> List[str]:
+    """Beam options for the chosen runner; DirectRunner keeps the local multi-processing default."""
+    if args.beam_runner == "DirectRunner":
+        common = ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
+                  "--direct_num_workers=0"]
+    elif args.beam_runner == "DataflowRunner":
+        common = ["--runner=DataflowRunner", f"--project={args.project}",
+                  f"--region={args.region}",
+                  f"--temp_location={args.pipeline_root.rstrip('/')}/beam_tmp",
+                  f"--sdk_container_image={args.image}", "--experiments=use_runner_v2"]
+    else:  # Flink and Spark need their cluster options in --beam-arg
+        common = [f"--runner={args.beam_runner}"]
+    return common + list(args.beam_arg)
+
+
+def _missing(args: argparse.Namespace) -> List[str]:
+    needed = {"--pipeline-root": args.pipeline_root, "--data-root": args.data_root,
+              "--image": args.image}
+    if args.submit or args.vertex_training or args.beam_runner == "DataflowRunner":
+        needed["--project"] = args.project
+    return [flag for flag, value in needed.items() if not value]
+
+
+def compile_pipeline(args: argparse.Namespace) -> str:
+    """Writes the KFP v2 pipeline spec JSON and returns its path."""
+    # Imported by name: tfx.v1 hides KubeflowV2DagRunner silently when kfp is missing.
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
+
+    from pipeline.pipeline import PIPELINE_NAME, VertexTraining, create_pipeline
+
+    vertex = None
+    if args.vertex_training:
+        vertex = VertexTraining(
+            project=args.project, region=args.region, image=args.image,
+            machine_type=args.vertex_machine_type,
+            accelerator_type=args.vertex_accelerator_type,
+            accelerator_count=args.vertex_accelerator_count)
+    pipeline = create_pipeline(
+        pipeline_name=PIPELINE_NAME,
+        pipeline_root=args.pipeline_root,
+        data_root=args.data_root,
+        serving_dir=args.serving_dir or f"{args.pipeline_root.rstrip('/')}/serving_model",
+        config=get_preset(args.preset, args.epochs),
+        beam_pipeline_args=beam_pipeline_args(args),
+        vertex_training=vertex)
+    output = os.path.abspath(args.output)
+    runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
+        config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=args.image),
+        output_dir=os.path.dirname(output), output_filename=os.path.basename(output))
+    runner.run(pipeline)
+    return output
+
+
+def submit(spec_path: str, args: argparse.Namespace) -> str:
+    """Submits the compiled spec to Vertex AI Pipelines; returns the job's resource name."""
+    import google.auth
+    import google.auth.exceptions
+    from google.cloud import aiplatform
+
+    try:
+        google.auth.default()
+    except google.auth.exceptions.DefaultCredentialsError as err:
+        raise RuntimeError(
+            "no Google Cloud credentials found; run `gcloud auth application-default login` "
+            f"or set GOOGLE_APPLICATION_CREDENTIALS ({err.__class__.__name__})") from None
+    aiplatform.init(project=args.project, location=args.region)
+    job = aiplatform.PipelineJob(display_name="pets-unet-segmentation", template_path=spec_path,
+                                 pipeline_root=args.pipeline_root, enable_caching=True)
+    job.submit()
+    return job.resource_name
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    missing = _missing(args)
+    if missing:
+        print(f"error: missing {', '.join(missing)} (flags or their environment variables; "
+              "see --help)", file=sys.stderr)
+        return 2
+    try:
+        get_preset(args.preset, args.epochs)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    spec = compile_pipeline(args)
+    print(f"Compiled pipeline spec: {spec}")
+    if args.submit:
+        try:
+            print(f"Submitted Vertex AI pipeline job: {submit(spec, args)}")
+        except RuntimeError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

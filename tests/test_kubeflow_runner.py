@@ -1,0 +1,134 @@
+"""Compiling for Kubeflow Pipelines / Vertex AI: offline checks of the generated pipeline spec."""
+import json
+import os
+
+import pytest
+
+import kubeflow_runner
+from model_code.config import SEED
+from pipeline.pipeline import create_pipeline
+
+IMAGE = "europe-west4-docker.pkg.dev/my-project/pipelines/pets-unet:1.0"
+BASE_ARGS = ["--pipeline-root", "gs://bucket/root", "--data-root", "gs://bucket/pets/4.0.0",
+             "--image", IMAGE]
+EXPECTED_DEPENDENCIES = {
+    "ImportExampleGen": set(),
+    "StatisticsGen": {"ImportExampleGen"},
+    "SchemaGen": {"StatisticsGen"},
+    "ExampleValidator": {"StatisticsGen", "SchemaGen"},
+    "Transform": {"ImportExampleGen", "SchemaGen"},
+    "Trainer": {"Transform", "SchemaGen"},
+    "Evaluator": {"ImportExampleGen", "Trainer", "latest_blessed_model_resolver-model-resolver"},
+    "Pusher": {"Trainer", "Evaluator"},
+}
+
+
+def _compile(tmp_path, *extra):
+    output = str(tmp_path / "pipeline.json")
+    assert kubeflow_runner.main(BASE_ARGS + ["--output", output, *extra]) == 0
+    with open(output) as f:
+        return json.load(f)["pipelineSpec"]
+
+
+def _executor(spec, task):
+    label = spec["root"]["dag"]["tasks"][task]["componentRef"]["name"]
+    executor = spec["components"][label]["executorLabel"]
+    return spec["deploymentSpec"]["executors"][executor]["container"]
+
+
+def _parameter(spec, task, name):
+    value = spec["root"]["dag"]["tasks"][task]["inputs"]["parameters"][name]["runtimeValue"]
+    return value["constantValue"]["stringValue"]
+
+
+@pytest.fixture(scope="module")
+def default_spec(tmp_path_factory):
+    return _compile(tmp_path_factory.mktemp("kfp"))
+
+
+def test_dag_has_every_component_with_its_dependencies(default_spec):
+    tasks = default_spec["root"]["dag"]["tasks"]
+    for task, dependencies in EXPECTED_DEPENDENCIES.items():
+        assert set(tasks[task].get("dependentTasks", [])) == dependencies, task
+
+
+def test_every_container_uses_the_configured_image(default_spec):
+    executors = default_spec["deploymentSpec"]["executors"].values()
+    containers = [executor["container"] for executor in executors if "container" in executor]
+    assert len(containers) == len(EXPECTED_DEPENDENCIES)  # every component but the Resolver
+    assert {container["image"] for container in containers} == {IMAGE}
+
+
+def test_component_code_is_referenced_by_installed_module_path(default_spec):
+    assert _parameter(default_spec, "Trainer", "run_fn") == "model_code.trainer.run_fn"
+    assert _parameter(default_spec, "Transform", "preprocessing_fn") == \
+        "model_code.preprocessing.preprocessing_fn"
+    trainer_config = json.loads(_parameter(default_spec, "Trainer", "custom_config"))
+    assert trainer_config["pets_unet_config"]["num_filters_start"] == SEED.num_filters_start
+
+
+def test_local_default_beam_args_reach_the_beam_components(default_spec):
+    for task in ("StatisticsGen", "Transform", "Evaluator"):
+        args = _executor(default_spec, task)["args"]
+        assert "--direct_running_mode=multi_processing" in args, task
+
+
+def test_dataflow_and_vertex_training_are_wired_where_configured(tmp_path):
+    spec = _compile(tmp_path, "--project", "my-project", "--region", "europe-west4",
+                    "--beam-runner", "DataflowRunner", "--beam-arg=--max_num_workers=8",
+                    "--vertex-training", "--vertex-machine-type", "n1-highmem-16",
+                    "--vertex-accelerator-type", "NVIDIA_TESLA_T4")
+    for task in ("StatisticsGen", "Transform", "Evaluator"):
+        args = _executor(spec, task)["args"]
+        assert "--runner=DataflowRunner" in args and "--max_num_workers=8" in args
+        assert "--temp_location=gs://bucket/root/beam_tmp" in args
+        assert f"--sdk_container_image={IMAGE}" in args
+    trainer = _executor(spec, "Trainer")
+    assert any("google_cloud_ai_platform" in arg for arg in trainer["args"])
+    custom = json.loads(_parameter(spec, "Trainer", "custom_config"))
+    assert custom["ai_platform_enable_vertex"] is True
+    assert custom["ai_platform_vertex_region"] == "europe-west4"
+    pool = custom["ai_platform_training_args"]["worker_pool_specs"][0]
+    assert pool["machine_spec"]["machine_type"] == "n1-highmem-16"
+    assert pool["machine_spec"]["accelerator_type"] == "NVIDIA_TESLA_T4"
+    assert pool["container_spec"]["image_uri"] == IMAGE
+
+
+def test_compiled_and_local_pipelines_come_from_the_same_function(default_spec, tmp_path):
+    local = create_pipeline(pipeline_name="x", pipeline_root=str(tmp_path), data_root="data",
+                            serving_dir=str(tmp_path), config=SEED)
+    local_ids = {component.id for component in local.components}
+    compiled_ids = set(default_spec["root"]["dag"]["tasks"])
+    # KFP splits the Resolver into one task per resolved channel.
+    compiled_ids = {task.split("-")[0] for task in compiled_ids}
+    assert compiled_ids == local_ids
+
+
+def test_missing_settings_are_named(capsys, monkeypatch):
+    for name in ("PIPELINE_ROOT", "DATA_ROOT", "PIPELINE_IMAGE"):
+        monkeypatch.delenv(name, raising=False)
+    assert kubeflow_runner.main(["--data-root", "gs://b/d"]) == 2
+    err = capsys.readouterr().err
+    assert "--pipeline-root" in err and "--image" in err and "--data-root" not in err
+
+
+def test_settings_come_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("PIPELINE_ROOT", "gs://env/root")
+    monkeypatch.setenv("DATA_ROOT", "gs://env/data")
+    monkeypatch.setenv("PIPELINE_IMAGE", IMAGE)
+    monkeypatch.setenv("PRESET", "demo")
+    args = kubeflow_runner.parse_args([])
+    assert (args.pipeline_root, args.data_root, args.image, args.preset) == \
+        ("gs://env/root", "gs://env/data", IMAGE, "demo")
+
+
+def test_submit_without_credentials_fails_with_a_clear_message(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("NO_GCE_CHECK", "True")  # do not probe the GCE metadata server
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    output = str(tmp_path / "pipeline.json")
+    code = kubeflow_runner.main(BASE_ARGS + ["--output", output, "--project", "p", "--submit"])
+    assert code == 2
+    assert os.path.exists(output)
+    assert "no Google Cloud credentials found" in capsys.readouterr().err
