@@ -15,6 +15,7 @@ setup(
     python_requires=">=3.10,<3.11",
     packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*",
                                     "model_code", "model_code.*"]),
+    entry_points={"console_scripts": ["pets-unet-predict=model_code.predict:main"]},
     install_requires=[
         "tfx[kfp]==1.16.0",
         "tf-keras==2.16.0",

@@ -10,9 +10,8 @@ Differences from the tutorial, on purpose:
   * Flips are drawn once per example and applied to image and mask together, instead of two
     random ops that share a seed (which does not guarantee the same draw) on whole batches.
 
-The exported model carries the Transform graph, so it takes raw serialized tf.Examples:
-  serving_default(examples) -> {"scores": [batch, mask, mask, classes] softmax scores}
-  transform_features(examples) -> Transform's outputs (image, mask), used by TFMA for labels.
+The exported model carries the Transform graph and takes raw inputs; its signatures are described
+in model_code.export.
 """
 from __future__ import annotations
 
@@ -23,13 +22,10 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from model_code import preprocessing
+from model_code import export, preprocessing
 from model_code.config import Config
 from model_code.metrics import PixelMeanIoU
 from model_code.unet import build_unet
-
-SCORES_KEY = "scores"
-
 
 def build_lr_schedule(config: Config, total_steps: int):
     """PiecewiseConstantDecay with boundaries at `lr_schedule_fractions` of `total_steps`."""
@@ -99,26 +95,6 @@ def compile_model(config: Config, total_steps: int) -> keras.Model:
     return model
 
 
-def _export_signatures(model: keras.Model, tf_transform_output):
-    model.tft_layer = tf_transform_output.transform_features_layer()
-    raw_spec = tf_transform_output.raw_feature_spec()
-    image_spec = {preprocessing.IMAGE_KEY: raw_spec[preprocessing.IMAGE_KEY]}
-    label_spec = dict(image_spec, **{
-        preprocessing.MASK_KEY: raw_spec[preprocessing.MASK_KEY]})
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-    def serve_examples(serialized):
-        transformed = model.tft_layer(tf.io.parse_example(serialized, image_spec))
-        logits = model(transformed[preprocessing.TRANSFORMED_IMAGE_KEY], training=False)
-        return {SCORES_KEY: tf.nn.softmax(logits, axis=-1)}
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-    def transform_features(serialized):
-        return model.tft_layer(tf.io.parse_example(serialized, label_spec))
-
-    return {"serving_default": serve_examples, "transform_features": transform_features}
-
-
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point (`model_code.trainer.run_fn`)."""
     config = Config.from_custom_config(fn_args.custom_config)
@@ -150,5 +126,5 @@ def run_fn(fn_args) -> None:
                                                update_freq="epoch")],
         verbose=2)
 
-    signatures = _export_signatures(model, tf_transform_output)
-    model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures)
+    model.save(fn_args.serving_model_dir, save_format="tf",
+               signatures=export.make_signatures(model, tf_transform_output))

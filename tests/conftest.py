@@ -25,3 +25,31 @@ def plain_argv():
     sys.argv = [saved[0]]
     yield
     sys.argv = saved
+
+
+@pytest.fixture(scope="session")
+def smoke_runs(tfds_pets_dir, tmp_path_factory):
+    """The real pipeline (smoke preset) run twice over the same inputs.
+
+    Returns (paths, first run's summary, serving versions after the first run, second summary).
+    """
+    import os
+
+    import local_runner
+    from pipeline.run_summary import summarize_latest_run
+
+    out = tmp_path_factory.mktemp("smoke_run")
+    paths = {
+        "pipeline_root": str(out / "pipeline_root"),
+        "serving_dir": str(out / "serving"),
+        "metadata_path": str(out / "metadata.sqlite"),
+    }
+    argv = ["--preset", "smoke", "--data-dir", tfds_pets_dir,
+            "--pipeline-root", paths["pipeline_root"], "--serving-dir", paths["serving_dir"],
+            "--metadata-path", paths["metadata_path"]]
+    assert local_runner.main(argv) == 0
+    first = summarize_latest_run(paths["metadata_path"])
+    first_versions = sorted(os.listdir(paths["serving_dir"]))
+    assert local_runner.main(argv) == 0
+    second = summarize_latest_run(paths["metadata_path"])
+    return paths, first, first_versions, second

@@ -12,34 +12,14 @@ import pytest
 import tensorflow as tf
 
 import local_runner
-from pipeline.run_summary import summarize_latest_run
 
 UPSTREAM = ["ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
             "Trainer"]
 ALL = UPSTREAM + ["latest_blessed_model_resolver", "Evaluator", "Pusher"]
 
 
-@pytest.fixture(scope="module")
-def runs(tfds_pets_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("smoke_run")
-    paths = {
-        "pipeline_root": str(out / "pipeline_root"),
-        "serving_dir": str(out / "serving"),
-        "metadata_path": str(out / "metadata.sqlite"),
-    }
-    argv = ["--preset", "smoke", "--data-dir", tfds_pets_dir,
-            "--pipeline-root", paths["pipeline_root"], "--serving-dir", paths["serving_dir"],
-            "--metadata-path", paths["metadata_path"]]
-    assert local_runner.main(argv) == 0
-    first = summarize_latest_run(paths["metadata_path"])
-    first_versions = sorted(os.listdir(paths["serving_dir"]))
-    assert local_runner.main(argv) == 0
-    second = summarize_latest_run(paths["metadata_path"])
-    return paths, first, first_versions, second
-
-
-def test_first_run_executes_every_component_and_pushes(runs):
-    paths, first, first_versions, _ = runs
+def test_first_run_executes_every_component_and_pushes(smoke_runs):
+    paths, first, first_versions, _ = smoke_runs
     assert first.executions == {name: "COMPLETE" for name in ALL}
     assert first.blessed is True and first.pushed is True
     assert len(first_versions) == 1
@@ -48,8 +28,8 @@ def test_first_run_executes_every_component_and_pushes(runs):
     assert 0.0 <= first.metrics["mean_iou"] <= 1.0
 
 
-def test_second_run_is_served_from_cache(runs):
-    _, first, _, second = runs
+def test_second_run_is_served_from_cache(smoke_runs):
+    _, first, _, second = smoke_runs
     assert second.run_id != first.run_id
     assert {name: second.executions[name] for name in UPSTREAM} == \
         {name: "CACHED" for name in UPSTREAM}
@@ -61,8 +41,8 @@ def _serialized_test_examples(tfds_pets_dir, count):
     return [record.numpy() for record in tf.data.TFRecordDataset(files).take(count)]
 
 
-def test_pushed_model_serves_real_serialized_examples(runs, tfds_pets_dir):
-    _, first, _, _ = runs
+def test_pushed_model_serves_real_serialized_examples(smoke_runs, tfds_pets_dir):
+    _, first, _, _ = smoke_runs
     model = tf.saved_model.load(first.pushed_destination)
     examples = _serialized_test_examples(tfds_pets_dir, 3)
     scores = model.signatures["serving_default"](examples=tf.constant(examples))["scores"]
@@ -84,8 +64,8 @@ def test_pushed_model_serves_real_serialized_examples(runs, tfds_pets_dir):
     assert set(np.unique(labels.numpy())) <= {0, 1, 2}
 
 
-def test_training_logs_include_the_learning_rate(runs):
-    _, first, _, _ = runs
+def test_training_logs_include_the_learning_rate(smoke_runs):
+    _, first, _, _ = smoke_runs
     tags = set()
     for path in glob.glob(os.path.join(first.artifact_uris["ModelRun"], "**", "events.*"),
                           recursive=True):
