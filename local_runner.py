@@ -30,6 +30,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "version; default: outputs/<preset>/serving_model")
     parser.add_argument("--metadata-path", help="ML Metadata SQLite file; "
                         "default: outputs/<preset>/metadata.sqlite")
+    parser.add_argument("--report-dir", help="where the HTML evaluation report is written; "
+                        "default: report/ beside the pipeline root")
     parser.add_argument("--beam-arg", action="append", default=[],
                         help="extra Beam pipeline argument (repeatable)")
     return parser.parse_args(argv)
@@ -58,6 +60,7 @@ def main(argv=None) -> int:
     from tfx import v1 as tfx
 
     from pipeline.pipeline import PIPELINE_NAME, create_pipeline
+    from pipeline.report import write_report
     from pipeline.run_summary import summarize_latest_run
 
     os.makedirs(os.path.dirname(metadata_path), exist_ok=True)
@@ -73,6 +76,9 @@ def main(argv=None) -> int:
         beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1",
                             *args.beam_arg]))
     print(summarize_latest_run(metadata_path).format())
+    report_dir = os.path.abspath(args.report_dir or os.path.join(
+        os.path.dirname(pipeline_root), "report"))
+    print(f"Evaluation report:   {write_report(metadata_path, pipeline_root, report_dir)}")
     return 0
 
 

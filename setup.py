@@ -21,5 +21,6 @@ setup(
         "tf-keras==2.16.0",
         "tensorflow-datasets>=4.9,<4.10",
         "pillow",
+        "matplotlib",
     ],
 )

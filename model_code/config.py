@@ -12,9 +12,6 @@ from typing import Any, Dict, Optional, Tuple
 
 CUSTOM_CONFIG_KEY = "pets_unet_config"
 
-# Class ids after Transform (the trimap's 1/2/3 shifted down by one).
-CLASS_NAMES: Tuple[str, ...] = ("pet", "background", "border")
-
 
 def unet_output_size(input_size: int, num_blocks: int) -> int:
     """Spatial output size of the tutorial's valid-convolution U-Net for a square input.

@@ -8,6 +8,7 @@ metrics on the test split.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
@@ -21,6 +22,8 @@ class RunSummary:
     run_id: str
     executions: Dict[str, str]  # component id -> state (COMPLETE, CACHED, ...)
     artifact_uris: Dict[str, str]  # artifact type -> uri
+    outputs: Dict[str, Dict[str, str]]  # component id -> output key -> uri
+    inputs: Dict[str, Dict[str, str]]  # component id -> input key -> uri
     blessed: Optional[bool]
     pushed: Optional[bool]
     pushed_destination: Optional[str]
@@ -72,6 +75,13 @@ def validation_failures(evaluation_uri: str) -> List[str]:
 
 
 def summarize_latest_run(metadata_path: str) -> RunSummary:
+    return summarize_run(metadata_path)
+
+
+def summarize_run(metadata_path: str, run_id: Optional[str] = None) -> RunSummary:
+    """The run named `run_id` (a LocalDagRunner timestamp), or the newest run."""
+    if not os.path.isfile(metadata_path):
+        raise FileNotFoundError(f"no ML Metadata store at {metadata_path}")
     connection = metadata_store_pb2.ConnectionConfig()
     connection.sqlite.filename_uri = metadata_path
     connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
@@ -79,21 +89,39 @@ def summarize_latest_run(metadata_path: str) -> RunSummary:
     runs = store.get_contexts_by_type("pipeline_run")
     if not runs:
         raise RuntimeError(f"no pipeline run recorded in {metadata_path}")
-    run = max(runs, key=lambda context: (context.create_time_since_epoch, context.id))
+    if run_id in (None, "latest"):
+        run = max(runs, key=lambda context: (context.create_time_since_epoch, context.id))
+    else:
+        matching = [context for context in runs if context.name == run_id]
+        if not matching:
+            known = ", ".join(sorted(context.name for context in runs)[-5:])
+            raise ValueError(f"no run {run_id!r} in {metadata_path}; latest runs: {known}")
+        run = matching[0]
 
     executions = sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)
     node_type = store.get_context_type("node").id
-    states = {}
+    states, node_of = {}, {}
     for execution in executions:
         nodes = [c.name for c in store.get_contexts_by_execution(execution.id)
                  if c.type_id == node_type]
         node_id = nodes[0].split(".", 1)[-1] if nodes else str(execution.type_id)
         states[node_id] = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
+        node_of[execution.id] = node_id
     events = store.get_events_by_execution_ids([e.id for e in executions])
-    output_ids = sorted({e.artifact_id for e in events
-                         if e.type == metadata_store_pb2.Event.OUTPUT})
+    by_id = {a.id: a for a in store.get_artifacts_by_id(sorted({e.artifact_id for e in events}))}
     type_names = {t.id: t.name for t in store.get_artifact_types()}
-    artifacts = {type_names[a.type_id]: a for a in store.get_artifacts_by_id(output_ids)}
+    outputs: Dict[str, Dict[str, str]] = {}
+    inputs: Dict[str, Dict[str, str]] = {}
+    artifacts = {}
+    for event in events:
+        artifact = by_id[event.artifact_id]
+        key = event.path.steps[0].key if event.path.steps else type_names[artifact.type_id]
+        node = node_of[event.execution_id]
+        if event.type == metadata_store_pb2.Event.OUTPUT:
+            outputs.setdefault(node, {})[key] = artifact.uri
+            artifacts[type_names[artifact.type_id]] = artifact
+        elif event.type == metadata_store_pb2.Event.INPUT:
+            inputs.setdefault(node, {})[key] = artifact.uri
 
     def prop(artifact_type, name):
         artifact = artifacts.get(artifact_type)
@@ -109,6 +137,8 @@ def summarize_latest_run(metadata_path: str) -> RunSummary:
         run_id=run.name,
         executions=states,
         artifact_uris={name: artifact.uri for name, artifact in artifacts.items()},
+        outputs=outputs,
+        inputs=inputs,
         blessed=None if blessed is None else bool(blessed),
         pushed=None if pushed is None else bool(pushed),
         pushed_destination=prop("PushedModel", "pushed_destination"),

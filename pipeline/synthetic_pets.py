@@ -22,16 +22,8 @@ from typing import List, Tuple
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-# Breed names and species in the official class-id order (CLASS_ID 1..37); cats are capitalised.
-BREEDS: Tuple[str, ...] = (
-    "Abyssinian", "american_bulldog", "american_pit_bull_terrier", "basset_hound", "beagle",
-    "Bengal", "Birman", "Bombay", "boxer", "British_Shorthair", "chihuahua", "Egyptian_Mau",
-    "english_cocker_spaniel", "english_setter", "german_shorthaired", "great_pyrenees", "havanese",
-    "japanese_chin", "keeshond", "leonberger", "Maine_Coon", "miniature_pinscher", "newfoundland",
-    "Persian", "pomeranian", "pug", "Ragdoll", "Russian_Blue", "saint_bernard", "samoyed",
-    "scottish_terrier", "shiba_inu", "Siamese", "Sphynx", "staffordshire_bull_terrier",
-    "wheaten_terrier", "yorkshire_terrier",
-)
+from model_code.labels import BREEDS
+
 FUR_COLOURS = np.array([
     (92, 64, 40), (150, 100, 60), (200, 150, 90), (230, 200, 150), (40, 35, 30), (120, 120, 125),
     (210, 120, 50), (245, 240, 230), (170, 140, 110), (70, 50, 45),

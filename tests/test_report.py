@@ -1,0 +1,62 @@
+"""The evaluation report: TFMA's metrics are consistent, and the HTML renders in a real browser."""
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from pipeline import report
+from pipeline.evaluation import confusion_name, dice_name, iou_name
+from model_code.labels import CLASS_NAMES
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync"]
+
+
+def test_tfma_metrics_are_consistent_with_each_other(smoke_runs):
+    _, first, _, _ = smoke_runs
+    m = first.metrics
+    ious = [m[iou_name(name)] for name in CLASS_NAMES]
+    # Mean IoU averages the classes that occur; all three occur in the smoke test split.
+    assert m["mean_iou"] == pytest.approx(sum(ious) / 3, abs=1e-5)
+    for name, iou in zip(CLASS_NAMES, ious):
+        assert m[dice_name(name)] == pytest.approx(2 * iou / (1 + iou), abs=1e-5)
+        row = [m[confusion_name(name, other)] for other in CLASS_NAMES]
+        assert sum(row) == pytest.approx(1.0, abs=1e-5)
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    pytest.fail("no Chromium found: install Debian's `chromium` package (.ci/run does)")
+
+
+def _dump_dom(page, tmp_path):
+    result = subprocess.run(
+        [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+         "--virtual-time-budget=10000", "--dump-dom", f"file://{page}"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_report_renders_in_headless_chromium(smoke_runs, tmp_path):
+    paths, _, _, _ = smoke_runs
+    page = report.write_report(paths["metadata_path"], paths["pipeline_root"],
+                               str(tmp_path / "report"))
+    dom = _dump_dom(page, tmp_path)
+    assert re.search(r'id="verdict"[^>]*>BLESSED<', dom)
+    assert 'class="metrics"' in dom and "mean_iou" in dom
+    assert 'class="confusion"' in dom and "By species" in dom and "By breed" in dom
+    images = int(re.search(r'data-images="(\d+)"', dom).group(1))
+    assert images >= 3  # curves + gallery
+    assert 'data-broken-images="0"' in dom
+
+
+def test_report_command_names_a_missing_store(tmp_path, capsys):
+    code = report.main(["--pipeline-root", str(tmp_path / "root"), "--out", str(tmp_path)])
+    assert code == 2
+    assert "no ML Metadata store" in capsys.readouterr().err
