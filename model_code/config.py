@@ -11,6 +11,9 @@ import dataclasses
 from typing import Any, Dict, Optional, Tuple
 
 CUSTOM_CONFIG_KEY = "pets_unet_config"
+# What Transform depends on. Passing it only these keeps its cache valid when training settings
+# (epochs, learning rates, ...) change.
+PREPROCESSING_FIELDS = ("input_size", "input_channels", "num_unet_blocks")
 
 
 def unet_output_size(input_size: int, num_blocks: int) -> int:
@@ -89,10 +92,14 @@ class Config:
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def as_custom_config(self) -> Dict[str, Any]:
+    def as_custom_config(self, fields: Optional[Tuple[str, ...]] = None) -> Dict[str, Any]:
         """The form components receive it in: nested, so that other keys (e.g. Vertex AI
-        training arguments) can share TFX's `custom_config`."""
-        return {CUSTOM_CONFIG_KEY: self.to_dict()}
+        training arguments) can share TFX's `custom_config`. With `fields`, only those are
+        passed (the rest take their defaults on the other side)."""
+        values = self.to_dict()
+        if fields is not None:
+            values = {name: values[name] for name in fields}
+        return {CUSTOM_CONFIG_KEY: values}
 
     @classmethod
     def from_custom_config(cls, custom_config: Optional[Dict[str, Any]]) -> "Config":

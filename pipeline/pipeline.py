@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from tfx import v1 as tfx
 
-from model_code.config import Config
+from model_code.config import PREPROCESSING_FIELDS, Config
 from pipeline.dataset import TFRECORD_PATTERN
 from pipeline.evaluation import EVAL_SPLIT, eval_config
 
@@ -89,7 +89,7 @@ def create_pipeline(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
-        custom_config=config.as_custom_config(),
+        custom_config=config.as_custom_config(PREPROCESSING_FIELDS),
         # Statistics over 30,000 floats per image cost minutes and tell nothing StatisticsGen
         # does not already say about the raw data.
         disable_statistics=True)

@@ -12,6 +12,7 @@ import os
 from typing import Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
+from google.protobuf import text_format
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
@@ -69,8 +70,11 @@ def validation_failures(evaluation_uri: str) -> List[str]:
     failures = []
     for per_slice in result.metric_validations_per_slice:
         for failure in per_slice.failures:
-            failures.append(f"{failure.metric_key.name}: value {failure.metric_value.double_value:.4f}"
-                            f" fails {failure.metric_threshold}".replace("\n", " "))
+            key = failure.metric_key
+            what = "change vs baseline" if key.is_diff else "value"
+            threshold = text_format.MessageToString(failure.metric_threshold, as_one_line=True)
+            failures.append(f"{key.name}: {what} {failure.metric_value.double_value.value:.4f} "
+                            f"fails threshold {{{threshold}}}")
     return failures
 
 

@@ -33,3 +33,17 @@ def test_bad_configurations_are_named():
         Config.from_dict({"num_epoch": 3})
     with pytest.raises(ValueError, match="class_weights"):
         Config(class_weights=(1.0, 2.0))
+
+
+def test_transform_gets_only_what_preprocessing_depends_on():
+    import dataclasses
+
+    from model_code.config import CUSTOM_CONFIG_KEY, PREPROCESSING_FIELDS
+
+    longer = dataclasses.replace(SMOKE, num_epochs=9, lr_schedule_values=(1.0, 0.1, 0.01, 0.001))
+    assert longer.as_custom_config(PREPROCESSING_FIELDS) == \
+        SMOKE.as_custom_config(PREPROCESSING_FIELDS)
+    partial = Config.from_custom_config(SMOKE.as_custom_config(PREPROCESSING_FIELDS))
+    assert partial.mask_size == SMOKE.mask_size
+    assert set(SMOKE.as_custom_config(PREPROCESSING_FIELDS)[CUSTOM_CONFIG_KEY]) == \
+        set(PREPROCESSING_FIELDS)
