@@ -48,6 +48,7 @@ def main(argv=None) -> int:
         config = get_preset(args.preset, args.epochs)
         if args.data_dir:
             data_root = dataset.find_tfrecord_dir(args.data_dir)
+            dataset.check_tfrecords(data_root)
         else:
             data_root = dataset.ensure_synthetic(
                 os.path.join(HERE, "data", f"synthetic_{config.synthetic_examples}"),

@@ -3,7 +3,9 @@
     .venv/bin/python bench/run_all.py [--quick]
 
 1. Pipeline overhead: a fresh `smoke`-preset run on the 1,000 synthetic pets, wall time per
-   component (from ML Metadata), then an unchanged re-run (cache). Goal: re-run < 10 % of first.
+   component (from ML Metadata), then two unchanged re-runs (cache). The second run still
+   evaluates and pushes, because the first run's model has just become the baseline; the third
+   is the steady state. Goal: an unchanged re-run < 10 % of the first run.
 2. Transform throughput: examples/s of the Transform component in that run vs a plain tf.data
    loop doing the same decode + resize (same functions) over the same TFRecords, right after.
 3. Trainer throughput at the `seed` preset: our run_fn input pipeline + fit vs the tutorial's
@@ -68,9 +70,12 @@ def pipeline_overhead(data_root: str, out: str):
         return time.perf_counter() - start, _component_seconds(metadata)
 
     first, first_parts = run()
-    second, second_parts = run()
-    return {"first_run_s": first, "cached_rerun_s": second, "rerun_ratio": second / first,
-            "first_run_components_s": first_parts, "rerun_components_s": second_parts}, metadata
+    second, second_parts = run()  # the first model is now the baseline: Evaluator, Pusher rerun
+    third, third_parts = run()  # nothing changed since the second run: everything cached
+    return {"first_run_s": first, "second_run_s": second, "cached_rerun_s": third,
+            "second_run_ratio": second / first, "rerun_ratio": third / first,
+            "first_run_components_s": first_parts, "second_run_components_s": second_parts,
+            "rerun_components_s": third_parts}, metadata
 
 
 def tfdata_decode_rate(data_root: str, input_size: int, mask_size: int) -> dict:
@@ -164,12 +169,15 @@ def main(argv=None) -> int:
                "matmul_peak_gflops": peak}
 
     print("\n== Pipeline (smoke preset, 1,000 synthetic pets) ==")
+    print(f"  {'component':32s} {'1st run':>8s} {'2nd run':>8s} {'3rd run':>8s}")
     for node, seconds in sorted(overhead["first_run_components_s"].items(), key=lambda x: -x[1]):
+        second = overhead["second_run_components_s"].get(node, 0.0)
         rerun = overhead["rerun_components_s"].get(node, 0.0)
-        print(f"  {node:32s} first {seconds:7.1f} s   re-run {rerun:6.1f} s")
-    print(f"  whole run: first {overhead['first_run_s']:.1f} s, unchanged re-run "
-          f"{overhead['cached_rerun_s']:.1f} s -> ratio {overhead['rerun_ratio']:.2f} "
-          "(goal < 0.10)")
+        print(f"  {node:32s} {seconds:7.1f}s {second:7.1f}s {rerun:7.1f}s")
+    print(f"  whole run: 1st {overhead['first_run_s']:.1f} s; 2nd (first model is now the "
+          f"baseline, so Evaluator and Pusher run) {overhead['second_run_s']:.1f} s = "
+          f"{overhead['second_run_ratio']:.2f}x; 3rd, unchanged {overhead['cached_rerun_s']:.1f}"
+          f" s = {overhead['rerun_ratio']:.2f}x (goal < 0.10)")
     print("\n== Transform throughput ==")
     print(f"  Transform component {transform['component_examples_per_s']:8.1f} examples/s")
     print(f"  plain tf.data loop  {transform['tfdata']['examples_per_s']:8.1f} examples/s")

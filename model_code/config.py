@@ -69,6 +69,8 @@ class Config:
     # Data: the tutorial re-splits train+test 80/10/10 (data_*_prc); here as hash buckets.
     split_buckets: Tuple[Tuple[str, int], ...] = (("train", 8), ("eval", 1), ("test", 1))
     synthetic_examples: int = 1000
+    # Share of examples ExampleQuarantine may set aside before the run stops.
+    max_bad_fraction: float = 0.01
 
     # Evaluation gates (TFMA thresholds on the test split).
     min_mean_iou: float = 0.5

@@ -15,7 +15,6 @@ in model_code.export.
 """
 from __future__ import annotations
 
-import logging
 from typing import List, Tuple
 
 import tensorflow as tf
@@ -112,15 +111,18 @@ def run_fn(fn_args) -> None:
     steps_per_epoch = num_train // config.batch_size
     total_steps = steps_per_epoch * config.num_epochs
     validation_steps = max(1, num_eval // config.batch_size // config.validation_sub_splits)
-    logging.info("training on %d examples (%d steps/epoch, %d steps), validating on %d",
-                 num_train, steps_per_epoch, total_steps, num_eval)
+    print(f"Training on {num_train} examples: {config.num_epochs} epochs x {steps_per_epoch} "
+          f"steps of {config.batch_size}; validating on {validation_steps * config.batch_size} "
+          f"of {num_eval} eval examples", flush=True)
 
     model = compile_model(config, total_steps)
     model.fit(
         make_dataset(train_parsed, config, training=True),
         epochs=config.num_epochs,
         steps_per_epoch=steps_per_epoch,
-        validation_data=make_dataset(eval_parsed, config, training=False),
+        # The tutorial validates on a fixed 1/validation_sub_splits of the eval split each epoch.
+        validation_data=make_dataset(eval_parsed.take(validation_steps * config.batch_size),
+                                     config, training=False),
         validation_steps=validation_steps,
         callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir,
                                                update_freq="epoch")],

@@ -49,6 +49,55 @@ def find_tfrecord_dir(path: str) -> str:
         "`python -m pipeline.dataset` (see README)")
 
 
+REQUIRED_FEATURES = ("image", "segmentation_mask")
+
+
+def check_tfrecords(folder: str) -> int:
+    """Reads every record under `folder` once, before any heavy work; returns the count.
+
+    Raises DataDirError naming the file when one is truncated or corrupt, or when the records are
+    not tf.Examples with the Oxford-Pets `image` and `segmentation_mask` features.
+    """
+    import tensorflow as tf
+
+    total = 0
+    for path in sorted(glob.glob(os.path.join(folder, TFRECORD_PATTERN))):
+        count = 0
+        try:
+            for record in tf.data.TFRecordDataset(path, compression_type=_compression(path)):
+                if total == 0 and count == 0:
+                    _check_schema(path, record.numpy())
+                count += 1
+        except tf.errors.DataLossError:
+            raise DataDirError(f"{path}: truncated or corrupt TFRecord file after {count} good "
+                               "records; re-create it (e.g. with `python -m pipeline.dataset`) "
+                               "or move it out of the data folder") from None
+        total += count
+    if total == 0:
+        raise DataDirError(f"--data-dir {folder}: the TFRecord files hold no records")
+    return total
+
+
+def _compression(path: str) -> str:
+    return "GZIP" if path.endswith(".gz") else ""
+
+
+def _check_schema(path: str, record: bytes) -> None:
+    import tensorflow as tf
+
+    try:
+        example = tf.train.Example.FromString(record)
+    except Exception:  # noqa: BLE001 - protobuf raises several types for garbage
+        raise DataDirError(f"{path}: records are not tf.train.Example protos") from None
+    present = set(example.features.feature)
+    missing = [key for key in REQUIRED_FEATURES if key not in present]
+    if missing:
+        raise DataDirError(
+            f"{path}: examples lack {', '.join(missing)} (found: "
+            f"{', '.join(sorted(present)) or 'no features'}); expected Oxford-IIIT Pet records "
+            "as TFDS writes them")
+
+
 def _archives_builder_class():
     """TFDS's own oxford_iiit_pet builder, fed from local archives instead of the internet."""
     import tensorflow_datasets as tfds

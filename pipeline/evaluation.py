@@ -42,9 +42,17 @@ def confusion_name(true_name: str, predicted_name: str) -> str:
     return f"confusion_{true_name}_as_{predicted_name}"
 
 
+def _overall_only(threshold: tfma.MetricThreshold) -> list:
+    """Gates apply to the whole test split; a breed with three test images would make them
+    noise."""
+    return [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
+                                         threshold=threshold)]
+
+
 def _metric(class_name: str, name: str, threshold=None, **config) -> tfma.MetricConfig:
-    return tfma.MetricConfig(class_name=class_name, module=METRICS_MODULE,
-                             config=json.dumps(dict(config, name=name)), threshold=threshold)
+    return tfma.MetricConfig(
+        class_name=class_name, module=METRICS_MODULE, config=json.dumps(dict(config, name=name)),
+        per_slice_thresholds=_overall_only(threshold) if threshold else None)
 
 
 def _segmentation_metrics(config: Config, mean_iou_threshold) -> List[tfma.MetricConfig]:
@@ -80,6 +88,6 @@ def eval_config(config: Config) -> tfma.EvalConfig:
             tfma.MetricConfig(class_name="ExampleCount"),
             tfma.MetricConfig(class_name="SparseCategoricalAccuracy",
                               config=json.dumps({"name": PIXEL_ACCURACY}),
-                              threshold=accuracy_threshold),
+                              per_slice_thresholds=_overall_only(accuracy_threshold)),
             *_segmentation_metrics(config, mean_iou_threshold),
         ])])

@@ -1,7 +1,7 @@
 """The pipeline's DAG, built in one function that every runner uses.
 
-ImportExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer
--> (Resolver: latest blessed model) -> Evaluator -> Pusher.
+ImportExampleGen -> ExampleQuarantine -> StatisticsGen -> SchemaGen -> ExampleValidator
+-> Transform -> Trainer -> (Resolver: latest blessed model) -> Evaluator -> Pusher.
 
 Component code is referenced by installed module paths (`model_code.trainer.run_fn`, ...), not by
 `module_file`, so it resolves the same way from any working directory and in a container image.
@@ -13,6 +13,8 @@ from typing import List, Optional
 
 from tfx import v1 as tfx
 
+from components.atomic_pusher import AtomicPusher
+from components.example_quarantine import ExampleQuarantine
 from model_code.config import PREPROCESSING_FIELDS, Config
 from pipeline.dataset import TFRECORD_PATTERN
 from pipeline.evaluation import EVAL_SPLIT, eval_config
@@ -53,6 +55,21 @@ class VertexTraining:
         }
 
 
+def import_example_gen(data_root: str, config: Config):
+    """ImportExampleGen over a folder of TFDS-format TFRecords.
+
+    Both TFDS splits go in as one; the tutorial's 80/10/10 re-split is a hash of file_name.
+    """
+    return tfx.components.ImportExampleGen(
+        input_base=data_root,
+        input_config=tfx.proto.Input(splits=[
+            tfx.proto.Input.Split(name="all", pattern=TFRECORD_PATTERN)]),
+        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(
+            splits=[tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
+                    for name, buckets in config.split_buckets],
+            partition_feature_name="file_name")))
+
+
 def create_pipeline(
     pipeline_name: str,
     pipeline_root: str,
@@ -69,24 +86,19 @@ def create_pipeline(
     `beam_pipeline_args` reach every Beam-based component (ExampleGen, StatisticsGen, Transform,
     Evaluator), which is how they scale out to Dataflow, Flink or Spark.
     """
-    # Both TFDS splits go in as one; the tutorial's 80/10/10 re-split is a hash of file_name.
-    example_gen = tfx.components.ImportExampleGen(
-        input_base=data_root,
-        input_config=tfx.proto.Input(splits=[
-            tfx.proto.Input.Split(name="all", pattern=TFRECORD_PATTERN)]),
-        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(
-            splits=[tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
-                    for name, buckets in config.split_buckets],
-            partition_feature_name="file_name")))
+    example_gen = import_example_gen(data_root, config)
+    quarantine = ExampleQuarantine(examples=example_gen.outputs["examples"],
+                                   max_bad_fraction=config.max_bad_fraction)
+    examples = quarantine.outputs["clean_examples"]
 
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics_gen = tfx.components.StatisticsGen(examples=examples)
     schema_gen = tfx.components.SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
 
     transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"],
+        examples=examples,
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         custom_config=config.as_custom_config(PREPROCESSING_FIELDS),
@@ -114,22 +126,23 @@ def create_pipeline(
     ).with_id("latest_blessed_model_resolver")
 
     evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"],
+        examples=examples,
         example_splits=[EVAL_SPLIT],
         model=trainer.outputs["model"],
         baseline_model=model_resolver.outputs["model"],
         eval_config=eval_config(config))
 
-    pusher = tfx.components.Pusher(
+    pusher = AtomicPusher(  # TFX's Pusher, writing each version elsewhere first
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_dir)))
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_dir)),
+    ).with_id("Pusher")
 
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
+        components=[example_gen, quarantine, statistics_gen, schema_gen, example_validator, transform,
                     trainer, model_resolver, evaluator, pusher],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,

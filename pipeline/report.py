@@ -59,10 +59,12 @@ def _thresholds(eval_result) -> List[Tuple[str, str, object]]:
     for spec in eval_result.config.metrics_specs:
         for metric in spec.metrics:
             name = json.loads(metric.config or "{}").get("name", metric.class_name)
-            if metric.threshold.HasField("value_threshold"):
-                rows.append((name, "value", metric.threshold.value_threshold))
-            if metric.threshold.HasField("change_threshold"):
-                rows.append((name, "change", metric.threshold.change_threshold))
+            thresholds = [metric.threshold] + [t.threshold for t in metric.per_slice_thresholds]
+            for threshold in thresholds:
+                if threshold.HasField("value_threshold"):
+                    rows.append((name, "value", threshold.value_threshold))
+                if threshold.HasField("change_threshold"):
+                    rows.append((name, "change", threshold.change_threshold))
     return rows
 
 
@@ -190,6 +192,17 @@ def _passes(kind: str, threshold, value: float) -> bool:
     return not (threshold.HasField("absolute") and value < threshold.absolute.value)
 
 
+def _data_section(summary: RunSummary) -> str:
+    checks = summary.data_checks
+    if not checks:
+        return ""
+    rows = [[html.escape(reason), str(n)] for reason, n in sorted(checks["reasons"].items())]
+    table = _table(["reason", "examples"], rows, "quarantine") if rows else ""
+    return (f'<section><h2>Data checks</h2><p id="data-checks">{checks["checked"]} examples '
+            f'checked, {checks["quarantined"]} quarantined before Transform (kept with their '
+            f'reasons in <code>{html.escape(checks["uri"])}</code>).</p>{table}</section>')
+
+
 def _metric_names(num_classes: int) -> List[str]:
     names = list(HEADLINE)
     for class_name in CLASS_NAMES[:num_classes]:
@@ -268,7 +281,8 @@ def _curves_section(curves) -> str:
             ax.plot(np.asarray(steps) + 1, values, marker="o", markersize=3, label=phase)
         ax.set_title(title)
         ax.set_xlabel("epoch")
-        if tag == "epoch_learning_rate":
+        if tag == "epoch_learning_rate" and all(v > 0 for points in curves[tag].values()
+                                                  for _, v in points):
             ax.set_yscale("log")
         ax.legend()
     fig.tight_layout()
@@ -344,6 +358,7 @@ def render(summary: RunSummary, pipeline_root: str) -> str:
         f"<p>Pipeline root <code>{html.escape(pipeline_root)}</code>; evaluation "
         f"<code>{html.escape(evaluation_uri)}</code>; generated {generated}.</p>",
         _verdict_section(summary, overall, _thresholds(eval_result), has_baseline),
+        _data_section(summary),
         _overall_section(overall, num_classes, has_baseline),
         _confusion_section(overall, num_classes),
         _slice_section(slices, num_classes),

@@ -8,14 +8,21 @@ metrics on the test split.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
 from google.protobuf import text_format
+
+from components.example_quarantine import Quarantine
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+
+
+QUARANTINE_TYPE = Quarantine.TYPE_NAME
+HEADLINE_METRICS = ("pixel_accuracy", "mean_iou", "iou_pet", "iou_background", "iou_border")
 
 
 @dataclasses.dataclass
@@ -28,15 +35,26 @@ class RunSummary:
     blessed: Optional[bool]
     pushed: Optional[bool]
     pushed_destination: Optional[str]
+    data_checks: Optional[dict]  # ExampleQuarantine: checked, quarantined, reasons, uri
     metrics: Dict[str, float]  # overall slice, on the test split
     validation_failures: List[str]
 
     def format(self) -> str:
         lines = [f"Run {self.run_id}:"]
         lines += [f"  {component:32s} {state}" for component, state in self.executions.items()]
+        if self.data_checks:
+            checks = self.data_checks
+            reasons = ", ".join(f"{r}: {n}" for r, n in sorted(checks["reasons"].items()))
+            lines.append(f"Data checks: {checks['checked']} examples checked, "
+                         f"{checks['quarantined']} quarantined" +
+                         (f" ({reasons}; see {checks['uri']})" if reasons else ""))
         if self.metrics:
-            lines.append("Test-split metrics (TFMA, overall): " + ", ".join(
-                f"{name} = {value:.4f}" for name, value in sorted(self.metrics.items())))
+            lines.append("Test-split metrics (TFMA, overall; change vs blessed baseline):")
+            for name in HEADLINE_METRICS:
+                if name in self.metrics:
+                    diff = self.metrics.get(f"{name}_diff")
+                    change = "" if diff is None else f"   ({diff:+.4f})"
+                    lines.append(f"  {name:32s} {self.metrics[name]:.4f}{change}")
         verdict = {True: "BLESSED", False: "NOT BLESSED", None: "not evaluated"}[self.blessed]
         lines.append(f"Model: {verdict}")
         lines += [f"  - {failure}" for failure in self.validation_failures]
@@ -73,8 +91,12 @@ def validation_failures(evaluation_uri: str) -> List[str]:
             key = failure.metric_key
             what = "change vs baseline" if key.is_diff else "value"
             threshold = text_format.MessageToString(failure.metric_threshold, as_one_line=True)
-            failures.append(f"{key.name}: {what} {failure.metric_value.double_value.value:.4f} "
-                            f"fails threshold {{{threshold}}}")
+            where = ", ".join(f"{k.column}={k.int64_value or k.bytes_value or k.float_value}"
+                              for k in per_slice.slice_key.single_slice_keys)
+            where = f" [slice {where}]" if where else ""
+            failures.append(f"{key.name}{where}: {what} "
+                            f"{failure.metric_value.double_value.value:.4f} fails threshold "
+                            f"{{{threshold}}}")
     return failures
 
 
@@ -135,6 +157,15 @@ def summarize_run(metadata_path: str, run_id: Optional[str] = None) -> RunSummar
         return value.string_value if value.HasField("string_value") else value.int_value
 
     evaluation_uri = artifacts["ModelEvaluation"].uri if "ModelEvaluation" in artifacts else None
+    data_checks = None
+    held = artifacts.get(QUARANTINE_TYPE)
+    if held is not None and "num_checked" in held.custom_properties:
+        data_checks = {
+            "checked": held.custom_properties["num_checked"].int_value,
+            "quarantined": held.custom_properties["num_quarantined"].int_value,
+            "reasons": json.loads(held.custom_properties["reasons"].string_value or "{}"),
+            "uri": held.uri,
+        }
     blessed = prop("ModelBlessing", "blessed")
     pushed = prop("PushedModel", "pushed")
     return RunSummary(
@@ -146,6 +177,7 @@ def summarize_run(metadata_path: str, run_id: Optional[str] = None) -> RunSummar
         blessed=None if blessed is None else bool(blessed),
         pushed=None if pushed is None else bool(pushed),
         pushed_destination=prop("PushedModel", "pushed_destination"),
+        data_checks=data_checks,
         metrics=overall_metrics(evaluation_uri) if evaluation_uri else {},
         validation_failures=validation_failures(evaluation_uri) if evaluation_uri else [],
     )

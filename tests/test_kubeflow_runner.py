@@ -13,12 +13,14 @@ BASE_ARGS = ["--pipeline-root", "gs://bucket/root", "--data-root", "gs://bucket/
              "--image", IMAGE]
 EXPECTED_DEPENDENCIES = {
     "ImportExampleGen": set(),
-    "StatisticsGen": {"ImportExampleGen"},
+    "ExampleQuarantine": {"ImportExampleGen"},
+    "StatisticsGen": {"ExampleQuarantine"},
     "SchemaGen": {"StatisticsGen"},
     "ExampleValidator": {"StatisticsGen", "SchemaGen"},
-    "Transform": {"ImportExampleGen", "SchemaGen"},
+    "Transform": {"ExampleQuarantine", "SchemaGen"},
     "Trainer": {"Transform", "SchemaGen"},
-    "Evaluator": {"ImportExampleGen", "Trainer", "latest_blessed_model_resolver-model-resolver"},
+    "Evaluator": {"ExampleQuarantine", "Trainer",
+                  "latest_blessed_model_resolver-model-resolver"},
     "Pusher": {"Trainer", "Evaluator"},
 }
 

@@ -13,8 +13,8 @@ import tensorflow as tf
 
 import local_runner
 
-UPSTREAM = ["ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
-            "Trainer"]
+UPSTREAM = ["ImportExampleGen", "ExampleQuarantine", "StatisticsGen", "SchemaGen",
+            "ExampleValidator", "Transform", "Trainer"]
 ALL = UPSTREAM + ["latest_blessed_model_resolver", "Evaluator", "Pusher"]
 
 

@@ -54,6 +54,7 @@ def test_report_renders_in_headless_chromium(smoke_runs, tmp_path):
     images = int(re.search(r'data-images="(\d+)"', dom).group(1))
     assert images >= 3  # curves + gallery
     assert 'data-broken-images="0"' in dom
+    assert re.search(r'id="data-checks">40 examples checked, 0 quarantined', dom)
 
 
 def test_report_command_names_a_missing_store(tmp_path, capsys):
