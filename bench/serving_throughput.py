@@ -40,6 +40,29 @@ def _photos(count: int, seed: int = 0):
     return out
 
 
+def _export_untrained(preset: str, pushed_dir: str, out: str) -> str:
+    """Exports build_unet(preset) with the pushed model's Transform graph and our signatures."""
+    import glob
+
+    import tensorflow_transform as tft
+
+    from model_code import export
+    from model_code.config import get_preset
+    from model_code.unet import build_unet
+
+    # The pushed model keeps the Transform graph's files in its assets; TFT reads the
+    # transform_graph artifact folder, which lies beside the Trainer's output in pipeline_root.
+    candidates = sorted(glob.glob(os.path.join(ROOT, "outputs", "*", "pipeline_root", "Transform",
+                                               "transform_graph", "*")), key=os.path.getmtime)
+    if not candidates:
+        raise FileNotFoundError("no Transform output under outputs/*/pipeline_root; run `make run`")
+    model = build_unet(get_preset(preset))
+    target = os.path.join(os.path.dirname(out), f"untrained_{preset}_model")
+    model.save(target, save_format="tf",
+               signatures=export.make_signatures(model, tft.TFTransformOutput(candidates[-1])))
+    return target
+
+
 def _time(fn, batches) -> float:
     start = time.perf_counter()
     for batch in batches:
@@ -51,11 +74,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=os.path.join(ROOT, "outputs", "demo", "serving_model"))
+    parser.add_argument("--preset", help="instead of the pushed model's weights, export an "
+                        "untrained U-Net of this preset (e.g. seed) with the same Transform graph "
+                        "and signatures; speed does not depend on the weights")
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default=os.path.join(ROOT, "outputs", "bench",
-                                                      "serving_throughput.json"))
+    parser.add_argument("--out", default=None,
+                        help="JSON results (default outputs/bench/serving_throughput[_PRESET].json)")
     args = parser.parse_args(argv)
+    suffix = f"_{args.preset}" if args.preset else ""
+    args.out = args.out or os.path.join(ROOT, "outputs", "bench",
+                                        f"serving_throughput{suffix}.json")
 
     import tensorflow as tf
     import tf_keras as keras
@@ -69,6 +98,8 @@ def main(argv=None) -> int:
     except FileNotFoundError as err:
         print(f"error: {err} (run `make run` first, or pass --model)", file=sys.stderr)
         return 2
+    if args.preset:
+        model_dir = _export_untrained(args.preset, model_dir, args.out)
     exported = tf.saved_model.load(model_dir)
     bare = keras.models.load_model(model_dir, compile=False)
     input_size = bare.input_shape[1]
