@@ -4,7 +4,11 @@
     python local_runner.py --preset seed --data-dir data/real   # the tutorial, on real data
 
 With no --data-dir, a synthetic dataset in TFDS's on-disk format is written first if missing.
-Exit status 0 means the pipeline completed (whether or not the model was blessed and pushed).
+A --data-dir is read through once before anything else runs, so a wrong folder, a truncated file
+or a foreign schema fail in one line. After the run it prints what was produced (data checks,
+test metrics, verdict, pushed model, evaluation and TensorBoard folders) and writes the HTML
+evaluation report. Exit status 0 means the pipeline completed, whether or not the model was
+blessed and pushed.
 """
 from __future__ import annotations
 
