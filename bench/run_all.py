@@ -11,7 +11,8 @@
 3. Trainer throughput at the `seed` preset: our run_fn input pipeline + fit vs the tutorial's
    main() pipeline + fit (bench/trainer_throughput.py), each in its own process, interleaved;
    achieved GFLOP/s (12.5 GFLOP per training image) against this machine's measured float32
-   matmul peak; peak resident memory of each training process.
+   matmul peak; peak resident memory of each training process, and of a process running the
+   data steps up to Transform (bench/transform_memory.py).
 """
 from __future__ import annotations
 
@@ -161,6 +162,10 @@ def main(argv=None) -> int:
     trainer = trainer_sides(outputs, tfds_dir, repeats=1 if args.quick else 2,
                             examples=200, warmup=2 if args.quick else 4,
                             steps=2 if args.quick else 4)
+    done = subprocess.run([sys.executable, os.path.join(HERE, "transform_memory.py")],
+                          capture_output=True, text=True, check=True)
+    transform["data_steps_peak_rss_mb"] = json.loads(
+        done.stdout.strip().splitlines()[-1])["peak_rss_mb"]
     peak = matmul_peak_gflops()
     for side in ("ours", "tutorial"):
         gflops = trainer[side]["images_per_s"] * TRAIN_GFLOP_PER_IMAGE
@@ -182,6 +187,8 @@ def main(argv=None) -> int:
     print(f"  Transform component {transform['component_examples_per_s']:8.1f} examples/s")
     print(f"  plain tf.data loop  {transform['tfdata']['examples_per_s']:8.1f} examples/s")
     print(f"  ratio component / tf.data: {transform['ratio_component_to_tfdata']:.2f}")
+    print(f"  peak RSS, ImportExampleGen..Transform at the seed preset: "
+          f"{transform['data_steps_peak_rss_mb']:.0f} MB")
     print("\n== Trainer throughput, seed preset (64 filters, batch 50) ==")
     for side in ("ours", "tutorial"):
         row = trainer[side]

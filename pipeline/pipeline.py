@@ -9,7 +9,7 @@ Component code is referenced by installed module paths (`model_code.trainer.run_
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Optional
+from typing import List, NamedTuple, Optional
 
 from tfx import v1 as tfx
 
@@ -70,6 +70,39 @@ def import_example_gen(data_root: str, config: Config):
             partition_feature_name="file_name")))
 
 
+class DataComponents(NamedTuple):
+    """The data half of the DAG, up to and including Transform, in pipeline order."""
+
+    example_gen: object
+    quarantine: object
+    statistics_gen: object
+    schema_gen: object
+    example_validator: object
+    transform: object
+
+
+def data_components(data_root: str, config: Config) -> DataComponents:
+    example_gen = import_example_gen(data_root, config)
+    quarantine = ExampleQuarantine(examples=example_gen.outputs["examples"],
+                                   max_bad_fraction=config.max_bad_fraction)
+    examples = quarantine.outputs["clean_examples"]
+    statistics_gen = tfx.components.StatisticsGen(examples=examples)
+    schema_gen = tfx.components.SchemaGen(
+        statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    transform = tfx.components.Transform(
+        examples=examples,
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        custom_config=config.as_custom_config(PREPROCESSING_FIELDS),
+        # Statistics over 30,000 floats per image cost minutes and tell nothing StatisticsGen
+        # does not already say about the raw data.
+        disable_statistics=True)
+    return DataComponents(example_gen, quarantine, statistics_gen, schema_gen,
+                          example_validator, transform)
+
+
 def create_pipeline(
     pipeline_name: str,
     pipeline_root: str,
@@ -86,25 +119,10 @@ def create_pipeline(
     `beam_pipeline_args` reach every Beam-based component (ExampleGen, StatisticsGen, Transform,
     Evaluator), which is how they scale out to Dataflow, Flink or Spark.
     """
-    example_gen = import_example_gen(data_root, config)
-    quarantine = ExampleQuarantine(examples=example_gen.outputs["examples"],
-                                   max_bad_fraction=config.max_bad_fraction)
-    examples = quarantine.outputs["clean_examples"]
-
-    statistics_gen = tfx.components.StatisticsGen(examples=examples)
-    schema_gen = tfx.components.SchemaGen(
-        statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
-    example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-
-    transform = tfx.components.Transform(
-        examples=examples,
-        schema=schema_gen.outputs["schema"],
-        preprocessing_fn=PREPROCESSING_FN,
-        custom_config=config.as_custom_config(PREPROCESSING_FIELDS),
-        # Statistics over 30,000 floats per image cost minutes and tell nothing StatisticsGen
-        # does not already say about the raw data.
-        disable_statistics=True)
+    data = data_components(data_root, config)
+    examples = data.quarantine.outputs["clean_examples"]
+    schema = data.schema_gen.outputs["schema"]
+    transform = data.transform
 
     trainer_class, trainer_config = tfx.components.Trainer, config.as_custom_config()
     if vertex_training:
@@ -114,7 +132,7 @@ def create_pipeline(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
-        schema=schema_gen.outputs["schema"],
+        schema=schema,
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config=trainer_config)
@@ -142,8 +160,7 @@ def create_pipeline(
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=[example_gen, quarantine, statistics_gen, schema_gen, example_validator, transform,
-                    trainer, model_resolver, evaluator, pusher],
+        components=[*data, trainer, model_resolver, evaluator, pusher],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or [])
