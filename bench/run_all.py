@@ -32,29 +32,12 @@ sys.path.insert(0, ROOT)
 TRAIN_GFLOP_PER_IMAGE = 12.5  # seed model, forward + backward, 100x100 input (issue 6)
 
 
-def _component_seconds(metadata_path: str):
-    from ml_metadata.metadata_store import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
-
-    connection = metadata_store_pb2.ConnectionConfig()
-    connection.sqlite.filename_uri = metadata_path
-    store = metadata_store.MetadataStore(connection)
-    run = max(store.get_contexts_by_type("pipeline_run"), key=lambda c: c.create_time_since_epoch)
-    node_type = store.get_context_type("node").id
-    seconds = {}
-    for execution in store.get_executions_by_context(run.id):
-        node = [c.name for c in store.get_contexts_by_execution(execution.id)
-                if c.type_id == node_type][0].split(".", 1)[-1]
-        seconds[node] = (execution.last_update_time_since_epoch -
-                         execution.create_time_since_epoch) / 1000
-    return seconds
-
-
 def pipeline_overhead(data_root: str, out: str):
     from tfx import v1 as tfx
 
     from model_code.config import get_preset
     from pipeline.pipeline import create_pipeline
+    from pipeline.run_summary import summarize_latest_run
 
     shutil.rmtree(out, ignore_errors=True)
     metadata = os.path.join(out, "metadata.sqlite")
@@ -68,7 +51,7 @@ def pipeline_overhead(data_root: str, out: str):
             metadata_connection_config=tfx.orchestration.metadata
             .sqlite_metadata_connection_config(metadata),
             beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"]))
-        return time.perf_counter() - start, _component_seconds(metadata)
+        return time.perf_counter() - start, summarize_latest_run(metadata).seconds
 
     first, first_parts = run()
     second, second_parts = run()  # the first model is now the baseline: Evaluator, Pusher rerun

@@ -31,27 +31,13 @@ import numpy as np
 
 from model_code.labels import BREEDS, CLASS_NAMES, SPECIES
 from pipeline import evaluation
-from pipeline.run_summary import RunSummary, summarize_run
+from pipeline.run_summary import RunSummary, slice_metrics, summarize_run
 
 GALLERY_SIZE = 6
 HEADLINE = (evaluation.PIXEL_ACCURACY, evaluation.MEAN_IOU)
 
 
 # ---------------------------------------------------------------- reading the run's artifacts
-
-def _slice_metrics(eval_result) -> Dict[Tuple, Dict[str, float]]:
-    """slice key (e.g. () or (("species", 1),)) -> metric name -> value."""
-    out = {}
-    for slice_key, metrics in eval_result.slicing_metrics:
-        values = {}
-        for by_sub_key in metrics.values():
-            for by_name in by_sub_key.values():
-                for name, value in by_name.items():
-                    if "doubleValue" in value:
-                        values[name] = value["doubleValue"]
-        out[tuple(slice_key)] = values
-    return out
-
 
 def _thresholds(eval_result) -> List[Tuple[str, str, object]]:
     """(metric name, kind, threshold proto) for every configured threshold."""
@@ -342,7 +328,7 @@ def render(summary: RunSummary, pipeline_root: str) -> str:
     if not evaluation_uri:
         raise ValueError(f"run {summary.run_id} has no Evaluator output (did it fail earlier?)")
     eval_result = tfma.load_eval_result(evaluation_uri)
-    slices = _slice_metrics(eval_result)
+    slices = slice_metrics(eval_result)
     overall = slices.get((), {})
     num_classes = sum(1 for name in CLASS_NAMES if evaluation.iou_name(name) in overall) or 3
     has_baseline = bool(summary.inputs.get("Evaluator", {}).get("baseline_model"))

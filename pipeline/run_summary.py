@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import tensorflow_model_analysis as tfma
 from google.protobuf import text_format
@@ -29,6 +29,7 @@ HEADLINE_METRICS = ("pixel_accuracy", "mean_iou", "iou_pet", "iou_background", "
 class RunSummary:
     run_id: str
     executions: Dict[str, str]  # component id -> state (COMPLETE, CACHED, ...)
+    seconds: Dict[str, float]  # component id -> wall time of its execution
     artifact_uris: Dict[str, str]  # artifact type -> uri
     outputs: Dict[str, Dict[str, str]]  # component id -> output key -> uri
     inputs: Dict[str, Dict[str, str]]  # component id -> input key -> uri
@@ -69,18 +70,22 @@ class RunSummary:
         return "\n".join(lines)
 
 
+def slice_metrics(eval_result) -> Dict[Tuple, Dict[str, float]]:
+    """A TFMA EvalResult's numbers: slice key (() or (("species", 1),)) -> metric -> value."""
+    out = {}
+    for slice_key, metrics in eval_result.slicing_metrics:
+        values = {}
+        for by_sub_key in metrics.values():  # output name -> sub key -> metric -> value
+            for by_name in by_sub_key.values():
+                for name, value in by_name.items():
+                    if "doubleValue" in value:
+                        values[name] = value["doubleValue"]
+        out[tuple(slice_key)] = values
+    return out
+
+
 def overall_metrics(evaluation_uri: str) -> Dict[str, float]:
-    result = tfma.load_eval_result(evaluation_uri)
-    for slice_key, metrics in result.slicing_metrics:
-        if slice_key == ():
-            values = {}
-            for by_sub_key in metrics.values():  # output name -> sub key -> metric -> value
-                for by_name in by_sub_key.values():
-                    for name, value in by_name.items():
-                        if "doubleValue" in value:
-                            values[name] = value["doubleValue"]
-            return values
-    return {}
+    return slice_metrics(tfma.load_eval_result(evaluation_uri)).get((), {})
 
 
 def validation_failures(evaluation_uri: str) -> List[str]:
@@ -126,12 +131,14 @@ def summarize_run(metadata_path: str, run_id: Optional[str] = None) -> RunSummar
 
     executions = sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)
     node_type = store.get_context_type("node").id
-    states, node_of = {}, {}
+    states, seconds, node_of = {}, {}, {}
     for execution in executions:
         nodes = [c.name for c in store.get_contexts_by_execution(execution.id)
                  if c.type_id == node_type]
         node_id = nodes[0].split(".", 1)[-1] if nodes else str(execution.type_id)
         states[node_id] = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
+        seconds[node_id] = (execution.last_update_time_since_epoch -
+                            execution.create_time_since_epoch) / 1000
         node_of[execution.id] = node_id
     events = store.get_events_by_execution_ids([e.id for e in executions])
     by_id = {a.id: a for a in store.get_artifacts_by_id(sorted({e.artifact_id for e in events}))}
@@ -171,6 +178,7 @@ def summarize_run(metadata_path: str, run_id: Optional[str] = None) -> RunSummar
     return RunSummary(
         run_id=run.name,
         executions=states,
+        seconds=seconds,
         artifact_uris={name: artifact.uri for name, artifact in artifacts.items()},
         outputs=outputs,
         inputs=inputs,

@@ -17,7 +17,7 @@ import io
 import os
 import tarfile
 import tempfile
-from typing import List, Tuple
+from typing import List
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter

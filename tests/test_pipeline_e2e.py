@@ -8,7 +8,6 @@ import glob
 import os
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 import local_runner

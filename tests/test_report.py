@@ -1,5 +1,4 @@
 """The evaluation report: TFMA's metrics are consistent, and the HTML renders in a real browser."""
-import os
 import re
 import shutil
 import subprocess
