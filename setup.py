@@ -14,6 +14,7 @@ setup(
     description="TFX pipeline that trains, evaluates and pushes a U-Net for Oxford-IIIT Pet segmentation",
     python_requires=">=3.10,<3.11",
     packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*",
+                                    "pets_unet", "pets_unet.*",
                                     "model_code", "model_code.*"]),
     entry_points={"console_scripts": ["pets-unet-predict=model_code.predict:main"]},
     install_requires=[

@@ -22,7 +22,8 @@ from typing import Dict, List, Optional, Tuple
 import apache_beam as beam
 from tfx import v1 as tfx
 from tfx.types import artifact_utils, standard_artifacts
-from tfx.types.artifact import Artifact
+
+from pets_unet import Quarantine
 
 IMAGE_KEY = "image"
 MASK_KEY = "segmentation_mask"
@@ -30,12 +31,6 @@ FILE_NAME_KEY = "file_name"
 REASON_KEY = "quarantine_reason"
 VALID_MASK_VALUES = frozenset({1, 2, 3})
 SUMMARY_FILE = "summary.json"
-
-
-class Quarantine(Artifact):
-    """Examples set aside by ExampleQuarantine, with the reason for each."""
-
-    TYPE_NAME = "pets_unet.Quarantine"  # namespaced, as KFP v2 requires of custom types
 
 
 def check_example(serialized: bytes) -> Optional[str]:
