@@ -6,14 +6,16 @@
 With no --data-dir, a synthetic dataset in TFDS's on-disk format is written first if missing.
 A --data-dir is read through once before anything else runs, so a wrong folder, a truncated file
 or a foreign schema fail in one line. After the run it prints what was produced (data checks,
-test metrics, verdict, pushed model, evaluation and TensorBoard folders) and writes the HTML
-evaluation report. Exit status 0 means the pipeline completed, whether or not the model was
+test metrics, verdict, pushed model, evaluation and TensorBoard folders, and the HTML evaluation
+report that the pipeline's EvaluationReport step wrote under the pipeline root, copied to
+report.html beside it for browsers). Exit status 0 means the pipeline completed, whether or not the model was
 blessed and pushed.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 
 from model_code.config import PRESETS, get_preset
@@ -34,8 +36,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "version; default: outputs/<preset>/serving_model")
     parser.add_argument("--metadata-path", help="ML Metadata SQLite file; "
                         "default: outputs/<preset>/metadata.sqlite")
-    parser.add_argument("--report-dir", help="where the HTML evaluation report is written; "
-                        "default: report/ beside the pipeline root")
     parser.add_argument("--beam-arg", action="append", default=[],
                         help="extra Beam pipeline argument (repeatable)")
     return parser.parse_args(argv)
@@ -65,7 +65,6 @@ def main(argv=None) -> int:
     from tfx import v1 as tfx
 
     from pipeline.pipeline import PIPELINE_NAME, create_pipeline
-    from pipeline.report import write_report
     from pipeline.run_summary import summarize_latest_run
 
     os.makedirs(os.path.dirname(metadata_path), exist_ok=True)
@@ -80,12 +79,25 @@ def main(argv=None) -> int:
             metadata_path),
         beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1",
                             *args.beam_arg]))
-    print(summarize_latest_run(metadata_path).format())
-    report_dir = os.path.abspath(args.report_dir or os.path.join(
-        os.path.dirname(pipeline_root), "report"))
-    print(f"Evaluation report:   {write_report(metadata_path, pipeline_root, report_dir)}")
+    summary = summarize_latest_run(metadata_path)
+    print(summary.format())
+    if summary.report_path:
+        page = publish_report(summary.report_path, os.path.dirname(pipeline_root))
+        print(f"Open in a browser:   {page}")
     return 0
 
+
+def publish_report(report_path: str, folder: str) -> str:
+    """Copies the run's report artifact to report.html in `folder` and returns that path.
+
+    The artifact is one file named by TFX (`.../EvaluationReport/report/<id>/value`); browsers
+    decide by the file name (a link's target's) whether a local file is a web page.
+    """
+    page = os.path.join(folder, "report.html")
+    staging = f"{page}.new"
+    shutil.copyfile(report_path, staging)
+    os.replace(staging, page)
+    return page
 
 if __name__ == "__main__":
     sys.exit(main())

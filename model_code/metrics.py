@@ -17,6 +17,22 @@ from typing import Optional, Sequence
 import tensorflow as tf
 import tf_keras as keras
 
+# The names these metrics carry in TFMA's results (the Evaluator's config and the report use them).
+MEAN_IOU = "mean_iou"
+PIXEL_ACCURACY = "pixel_accuracy"
+
+
+def iou_name(class_name: str) -> str:
+    return f"iou_{class_name}"
+
+
+def dice_name(class_name: str) -> str:
+    return f"dice_{class_name}"
+
+
+def confusion_name(true_name: str, predicted_name: str) -> str:
+    return f"confusion_{true_name}_as_{predicted_name}"
+
 
 class _PixelConfusionBase(keras.metrics.IoU):
     """Pixel confusion matrix from labels [B, H, W] and class scores [B, H, W, C]."""

@@ -21,25 +21,13 @@ import tensorflow_model_analysis as tfma
 
 from model_code.config import Config
 from model_code.labels import CLASS_NAMES
+from model_code.metrics import (MEAN_IOU, PIXEL_ACCURACY, confusion_name, dice_name,
+                                iou_name)
 from model_code.preprocessing import TRANSFORMED_MASK_KEY
 
 EVAL_SPLIT = "test"
 METRICS_MODULE = "model_code.metrics"
-MEAN_IOU = "mean_iou"
-PIXEL_ACCURACY = "pixel_accuracy"
 SLICE_FEATURES = ("species", "label")
-
-
-def iou_name(class_name: str) -> str:
-    return f"iou_{class_name}"
-
-
-def dice_name(class_name: str) -> str:
-    return f"dice_{class_name}"
-
-
-def confusion_name(true_name: str, predicted_name: str) -> str:
-    return f"confusion_{true_name}_as_{predicted_name}"
 
 
 def _overall_only(threshold: tfma.MetricThreshold) -> list:

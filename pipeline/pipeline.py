@@ -1,7 +1,8 @@
 """The pipeline's DAG, built in one function that every runner uses.
 
 ImportExampleGen -> ExampleQuarantine -> StatisticsGen -> SchemaGen -> ExampleValidator
--> Transform -> Trainer -> (Resolver: latest blessed model) -> Evaluator -> Pusher.
+-> Transform -> Trainer -> (Resolver: latest blessed model) -> Evaluator -> Pusher,
+and EvaluationReport (the HTML report, as an artifact) after the Evaluator.
 
 Component code is referenced by installed module paths (`model_code.trainer.run_fn`, ...), not by
 `module_file`, so it resolves the same way from any working directory and in a container image.
@@ -14,6 +15,7 @@ from typing import List, NamedTuple, Optional
 from tfx import v1 as tfx
 
 from components.atomic_pusher import AtomicPusher
+from components.evaluation_report import EvaluationReport
 from components.example_quarantine import ExampleQuarantine
 from model_code.config import PREPROCESSING_FIELDS, Config
 from pipeline.dataset import TFRECORD_PATTERN
@@ -113,11 +115,15 @@ def create_pipeline(
     beam_pipeline_args: Optional[List[str]] = None,
     enable_cache: bool = True,
     vertex_training: Optional[VertexTraining] = None,
+    resolve_baseline: bool = True,
 ) -> tfx.dsl.Pipeline:
     """Builds the pipeline. `data_root` is a folder of Oxford-Pets TFRecords (TFDS format).
 
     `beam_pipeline_args` reach every Beam-based component (ExampleGen, StatisticsGen, Transform,
     Evaluator), which is how they scale out to Dataflow, Flink or Spark.
+    `resolve_baseline=False` leaves out the latest-blessed-model Resolver, for orchestrators that
+    cannot run one (Kubeflow Pipelines' open-source backend); the Evaluator then gates on the
+    absolute thresholds only.
     """
     data = data_components(data_root, config)
     examples = data.quarantine.outputs["clean_examples"]
@@ -141,13 +147,13 @@ def create_pipeline(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+    ).with_id("latest_blessed_model_resolver") if resolve_baseline else None
 
     evaluator = tfx.components.Evaluator(
         examples=examples,
         example_splits=[EVAL_SPLIT],
         model=trainer.outputs["model"],
-        baseline_model=model_resolver.outputs["model"],
+        baseline_model=model_resolver.outputs["model"] if model_resolver else None,
         eval_config=eval_config(config))
 
     pusher = AtomicPusher(  # TFX's Pusher, writing each version elsewhere first
@@ -157,10 +163,20 @@ def create_pipeline(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_dir)),
     ).with_id("Pusher")
 
+    report = EvaluationReport(
+        evaluation=evaluator.outputs["evaluation"],
+        blessing=evaluator.outputs["blessing"],
+        model=trainer.outputs["model"],
+        model_run=trainer.outputs["model_run"],
+        examples=examples,
+        quarantine=data.quarantine.outputs["quarantine"],
+        split=EVAL_SPLIT)
+
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=[*data, trainer, model_resolver, evaluator, pusher],
+        components=[*data, trainer, *([model_resolver] if model_resolver else []), evaluator,
+                    pusher, report],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or [])

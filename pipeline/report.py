@@ -1,370 +1,47 @@
-"""A self-contained HTML evaluation report for one pipeline run.
+"""Re-renders the evaluation report of any earlier local run, found through ML Metadata.
 
     python -m pipeline.report --pipeline-root outputs/demo/pipeline_root [--run latest|RUN_ID] \\
         [--metadata-path outputs/demo/metadata.sqlite] --out outputs/demo/report
 
-One HTML file (images inlined), readable offline: the blessing verdict and the thresholds behind
-it, metrics overall and per species/breed slice, candidate vs baseline, the pixel confusion
-matrix, the training curves, and a gallery of test examples (first ones and worst ones by IoU) in
-the tutorial's four panels.
-
-Everything it shows comes from the run's artifacts: TFMA's metrics and validation result (read
-with `tfma.load_eval_result` / `load_validation_result`, which notebooks can use too), the
-Trainer's TensorBoard logs, and the candidate model applied to the test split. The gallery's
-per-example IoU is computed here, because TFMA reports aggregates only; the page layout is
-hand-written, as no library renders this combination.
+Every run already holds its report as the EvaluationReport component's artifact; this command
+renders it again (for an older run, or after changing the page) from the same artifact folders,
+looked up in the local MLMD store, and adds what only the finished run knows: where the model was
+pushed.
 """
 from __future__ import annotations
 
 import argparse
-import base64
-import datetime
-import glob
-import html
-import io
-import json
 import os
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Optional
 
-import numpy as np
-
-from model_code.labels import BREEDS, CLASS_NAMES, SPECIES
-from pipeline import evaluation
-from pipeline.run_summary import RunSummary, slice_metrics, summarize_run
-
-GALLERY_SIZE = 6
-HEADLINE = (evaluation.PIXEL_ACCURACY, evaluation.MEAN_IOU)
+from components.report_page import ReportInputs, write_page
+from pipeline.evaluation import EVAL_SPLIT
+from pipeline.run_summary import RunSummary, summarize_run
 
 
-# ---------------------------------------------------------------- reading the run's artifacts
-
-def _thresholds(eval_result) -> List[Tuple[str, str, object]]:
-    """(metric name, kind, threshold proto) for every configured threshold."""
-    rows = []
-    for spec in eval_result.config.metrics_specs:
-        for metric in spec.metrics:
-            name = json.loads(metric.config or "{}").get("name", metric.class_name)
-            thresholds = [metric.threshold] + [t.threshold for t in metric.per_slice_thresholds]
-            for threshold in thresholds:
-                if threshold.HasField("value_threshold"):
-                    rows.append((name, "value", threshold.value_threshold))
-                if threshold.HasField("change_threshold"):
-                    rows.append((name, "change", threshold.change_threshold))
-    return rows
-
-
-def _curves(log_dir: str) -> Dict[str, Dict[str, List[Tuple[int, float]]]]:
-    """TensorBoard scalars: tag -> {"train"|"validation": [(step, value)]}."""
-    import tensorflow as tf
-
-    curves: Dict[str, Dict[str, List[Tuple[int, float]]]] = {}
-    for path in sorted(glob.glob(os.path.join(log_dir, "**", "events.out.tfevents.*"),
-                                 recursive=True)):
-        phase = os.path.basename(os.path.dirname(path))
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                if value.HasField("simple_value"):
-                    number = value.simple_value
-                elif value.metadata.plugin_data.plugin_name == "scalars":
-                    number = float(tf.make_ndarray(value.tensor))
-                else:  # the model graph, histograms, ...
-                    continue
-                curves.setdefault(value.tag, {}).setdefault(phase, []).append(
-                    (event.step, number))
-    return curves
-
-
-def _gallery(model_dir: str, examples_dir: str, limit: int = 200):
-    """Applies the candidate to up to `limit` test examples; returns per-example records."""
-    import tensorflow as tf
-
-    files = sorted(glob.glob(os.path.join(examples_dir, f"Split-{evaluation.EVAL_SPLIT}", "*")))
-    if not files:
-        return []
-    model = tf.saved_model.load(model_dir)
-    records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")
-               .take(limit)]
-    items = []
-    for start in range(0, len(records), 16):
-        batch = tf.constant(records[start:start + 16])
-        scores = model.signatures["serving_default"](examples=batch)["scores"].numpy()
-        masks = model.signatures["transform_features"](examples=batch)["mask"].numpy()
-        for record, score, mask in zip(records[start:start + 16], scores, masks):
-            predicted = score.argmax(-1)
-            ious = [np.sum((mask == k) & (predicted == k)) / union
-                    for k in range(score.shape[-1])
-                    if (union := np.sum((mask == k) | (predicted == k))) > 0]
-            features = tf.train.Example.FromString(record).features.feature
-            items.append({
-                "file_name": features["file_name"].bytes_list.value[0].decode(),
-                "image": tf.io.decode_image(features["image"].bytes_list.value[0], channels=3,
-                                            expand_animations=False).numpy(),
-                "true": mask, "predicted": predicted, "iou": float(np.mean(ious)),
-            })
-    return items
-
-
-# ---------------------------------------------------------------- rendering
-
-def _png_data_uri(image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def _fmt(value: Optional[float], digits: int = 4) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], css: str = "") -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>"
-                   for row in rows)
-    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def _threshold_text(kind: str, threshold) -> str:
-    parts = []
-    if kind == "value":
-        if threshold.HasField("lower_bound"):
-            parts.append(f"≥ {threshold.lower_bound.value:g}")
-        if threshold.HasField("upper_bound"):
-            parts.append(f"≤ {threshold.upper_bound.value:g}")
-    else:
-        if threshold.HasField("absolute"):
-            parts.append(f"change vs baseline ≥ {threshold.absolute.value:g}")
-        if threshold.HasField("relative"):
-            parts.append(f"relative change ≥ {threshold.relative.value:g}")
-    return ", ".join(parts)
-
-
-def _verdict_section(summary: RunSummary, overall: Dict[str, float], thresholds,
-                     has_baseline: bool) -> str:
-    rows = []
-    for name, kind, threshold in thresholds:
-        value = overall.get(name if kind == "value" else f"{name}_diff")
-        if kind == "change" and not has_baseline:
-            status = "skipped: no blessed baseline yet"
-        elif value is None:
-            status = '<b class="bad">missing</b>'
-        elif _passes(kind, threshold, value):
-            status = '<b class="good">pass</b>'
-        else:
-            status = '<b class="bad">FAIL</b>'
-        rows.append([html.escape(name), html.escape(_threshold_text(kind, threshold)),
-                     _fmt(value), status])
-    if summary.blessed:
-        verdict, css = "BLESSED", "good"
-    elif summary.blessed is None:
-        verdict, css = "NOT EVALUATED", "bad"
-    else:
-        verdict, css = "NOT BLESSED", "bad"
-    pushed = (f"Pushed to <code>{html.escape(summary.pushed_destination or '')}</code>."
-              if summary.pushed else "Not pushed.")
-    reasons = "".join(f"<li>{html.escape(f)}</li>" for f in summary.validation_failures)
-    reasons = f"<p>TFMA's reasons:</p><ul>{reasons}</ul>" if reasons else ""
-    return (f'<section><h2>Verdict: <span id="verdict" class="{css}">{verdict}</span></h2>'
-            f"<p>{pushed}</p>{reasons}"
-            + _table(["metric", "threshold", "value", "result"], rows, "thresholds")
-            + "</section>")
-
-
-def _passes(kind: str, threshold, value: float) -> bool:
-    if kind == "value":
-        return not ((threshold.HasField("lower_bound") and value < threshold.lower_bound.value)
-                    or (threshold.HasField("upper_bound")
-                        and value > threshold.upper_bound.value))
-    return not (threshold.HasField("absolute") and value < threshold.absolute.value)
-
-
-def _data_section(summary: RunSummary) -> str:
-    checks = summary.data_checks
-    if not checks:
-        return ""
-    rows = [[html.escape(reason), str(n)] for reason, n in sorted(checks["reasons"].items())]
-    table = _table(["reason", "examples"], rows, "quarantine") if rows else ""
-    return (f'<section><h2>Data checks</h2><p id="data-checks">{checks["checked"]} examples '
-            f'checked, {checks["quarantined"]} quarantined before Transform (kept with their '
-            f'reasons in <code>{html.escape(checks["uri"])}</code>).</p>{table}</section>')
-
-
-def _metric_names(num_classes: int) -> List[str]:
-    names = list(HEADLINE)
-    for class_name in CLASS_NAMES[:num_classes]:
-        names += [evaluation.iou_name(class_name), evaluation.dice_name(class_name)]
-    return names
-
-
-def _overall_section(overall: Dict[str, float], num_classes: int, has_baseline: bool) -> str:
-    rows = []
-    for name in ["example_count"] + _metric_names(num_classes):
-        value, diff = overall.get(name), overall.get(f"{name}_diff")
-        baseline = None if value is None or diff is None else value - diff
-        delta = "–" if diff is None else f'<span class="{"good" if diff >= 0 else "bad"}">' \
-                                         f"{diff:+.4f}</span>"
-        digits = 0 if name == "example_count" else 4
-        rows.append([html.escape(name), _fmt(value, digits), _fmt(baseline, digits), delta])
-    note = "" if has_baseline else "<p>No blessed baseline yet: this is the first model.</p>"
-    return ("<section><h2>Metrics on the test split (candidate vs baseline)</h2>" + note
-            + _table(["metric", "candidate", "baseline", "delta"], rows, "metrics")
-            + "</section>")
-
-
-def _confusion_section(overall: Dict[str, float], num_classes: int) -> str:
-    names = CLASS_NAMES[:num_classes]
-    rows = []
-    for true_name in names:
-        cells = [f"<b>{true_name}</b>"]
-        for predicted_name in names:
-            value = overall.get(evaluation.confusion_name(true_name, predicted_name))
-            shade = 0 if value is None else int(255 - 180 * value)
-            cells.append(f'<span style="display:block;background:rgb({shade},{shade},255)">'
-                         f"{_fmt(None if value is None else 100 * value, 1)} %</span>")
-        rows.append(cells)
-    return ("<section><h2>Pixel confusion matrix</h2><p>Rows: true class; columns: predicted "
-            "class; each row sums to 100 % of that class's pixels.</p>"
-            + _table(["true \\ predicted"] + list(names), rows, "confusion") + "</section>")
-
-
-def _slice_section(slices: Dict[Tuple, Dict[str, float]], num_classes: int) -> str:
-    headers = ["slice", "examples", "pixel accuracy", "mean IoU"] + [
-        f"IoU {name}" for name in CLASS_NAMES[:num_classes]]
-    names = {"species": SPECIES, "label": BREEDS}
-    parts = ["<section><h2>Slices</h2>"]
-    for feature, title in (("species", "By species"), ("label", "By breed (worst first)")):
-        rows = []
-        for key, metrics in slices.items():
-            if len(key) != 1 or key[0][0] != feature:
-                continue
-            value = int(key[0][1])
-            label = names[feature][value] if 0 <= value < len(names[feature]) else str(value)
-            rows.append((metrics.get(evaluation.MEAN_IOU, -1.0), [
-                html.escape(label), _fmt(metrics.get("example_count"), 0),
-                _fmt(metrics.get(evaluation.PIXEL_ACCURACY)), _fmt(metrics.get(evaluation.MEAN_IOU)),
-                *[_fmt(metrics.get(evaluation.iou_name(n))) for n in CLASS_NAMES[:num_classes]]]))
-        rows.sort(key=lambda row: row[0] if feature == "label" else 0)
-        parts.append(f"<h3>{title}</h3>" + _table(headers, [row for _, row in rows], "slices"))
-    return "".join(parts) + "</section>"
-
-
-def _curves_section(curves) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
-    wanted = [("epoch_loss", "loss"), ("epoch_mean_iou", "mean IoU"),
-              ("epoch_learning_rate", "learning rate")]
-    present = [(tag, title) for tag, title in wanted if tag in curves]
-    if not present:
-        return "<section><h2>Training curves</h2><p>No TensorBoard logs found.</p></section>"
-    fig, axes = plt.subplots(1, len(present), figsize=(5 * len(present), 3.2))
-    for ax, (tag, title) in zip(np.atleast_1d(axes), present):
-        for phase, points in sorted(curves[tag].items()):
-            steps, values = zip(*sorted(points))
-            ax.plot(np.asarray(steps) + 1, values, marker="o", markersize=3, label=phase)
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        if tag == "epoch_learning_rate" and all(v > 0 for points in curves[tag].values()
-                                                  for _, v in points):
-            ax.set_yscale("log")
-        ax.legend()
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    image = Image.open(io.BytesIO(buffer.getvalue()))
-    return (f'<section><h2>Training curves</h2><img class="curves" alt="training curves" '
-            f'src="{_png_data_uri(image)}"></section>')
-
-
-def _gallery_section(items) -> str:
-    from model_code.visualize import four_panels
-
-    if not items:
-        return "<section><h2>Test examples</h2><p>No test examples found.</p></section>"
-    first = items[:GALLERY_SIZE]
-    worst = sorted(items, key=lambda item: item["iou"])[:GALLERY_SIZE]
-    parts = [f"<section><h2>Test examples</h2><p>{len(items)} test examples segmented by the "
-             f"candidate; IoU is the example's mean over classes present.</p>"]
-    for title, chosen in (("First examples", first), ("Worst examples by IoU", worst)):
-        parts.append(f"<h3>{title}</h3>")
-        for item in chosen:
-            figure = four_panels(item["image"], item["predicted"], item["true"])
-            parts.append(f'<figure><img alt="{html.escape(item["file_name"])}" '
-                         f'src="{_png_data_uri(figure)}"><figcaption>'
-                         f'{html.escape(item["file_name"])} — IoU {item["iou"]:.3f}'
-                         f"</figcaption></figure>")
-    return "".join(parts) + "</section>"
-
-
-STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}
-th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
-th:first-child,td:first-child{text-align:left}
-.good{color:#176d2c}.bad{color:#b00020}
-figure{margin:0 0 1em}figcaption{font-size:.9em;color:#555}
-img{max-width:100%}
-"""
-
-# Lets a headless browser (and a person's devtools) confirm every image decoded.
-IMAGE_CHECK = """
-window.addEventListener('load', function () {
-  var images = Array.from(document.images);
-  var broken = images.filter(function (i) { return !i.complete || i.naturalWidth === 0; });
-  document.body.setAttribute('data-images', images.length);
-  document.body.setAttribute('data-broken-images', broken.length);
-});
-"""
-
-
-def render(summary: RunSummary, pipeline_root: str) -> str:
-    import tensorflow_model_analysis as tfma
-
-    evaluation_uri = summary.artifact_uris.get("ModelEvaluation")
-    if not evaluation_uri:
+def report_inputs(summary: RunSummary) -> ReportInputs:
+    """The artifact folders of a run recorded in MLMD."""
+    evaluator = summary.outputs.get("Evaluator", {})
+    if "evaluation" not in evaluator:
         raise ValueError(f"run {summary.run_id} has no Evaluator output (did it fail earlier?)")
-    eval_result = tfma.load_eval_result(evaluation_uri)
-    slices = slice_metrics(eval_result)
-    overall = slices.get((), {})
-    num_classes = sum(1 for name in CLASS_NAMES if evaluation.iou_name(name) in overall) or 3
-    has_baseline = bool(summary.inputs.get("Evaluator", {}).get("baseline_model"))
-    model_uri = summary.outputs.get("Trainer", {}).get("model")
-    examples_uri = summary.outputs.get("ImportExampleGen", {}).get("examples")
-    items = _gallery(os.path.join(model_uri, "Format-Serving"), examples_uri) \
-        if model_uri and examples_uri else []
-    curves = _curves(summary.artifact_uris["ModelRun"]) if "ModelRun" in summary.artifact_uris \
-        else {}
-    generated = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    body = "".join([
-        f"<h1>U-Net pet segmentation — evaluation of run {html.escape(summary.run_id)}</h1>",
-        f"<p>Pipeline root <code>{html.escape(pipeline_root)}</code>; evaluation "
-        f"<code>{html.escape(evaluation_uri)}</code>; generated {generated}.</p>",
-        _verdict_section(summary, overall, _thresholds(eval_result), has_baseline),
-        _data_section(summary),
-        _overall_section(overall, num_classes, has_baseline),
-        _confusion_section(overall, num_classes),
-        _slice_section(slices, num_classes),
-        _curves_section(curves),
-        _gallery_section(items),
-    ])
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Evaluation "
-            f"{html.escape(summary.run_id)}</title><style>{STYLE}</style>"
-            f"<script>{IMAGE_CHECK}</script></head><body>{body}</body></html>")
+    trainer = summary.outputs.get("Trainer", {})
+    return ReportInputs(
+        evaluation_uri=evaluator["evaluation"],
+        blessing_uri=evaluator.get("blessing"),
+        model_uri=trainer.get("model"),
+        model_run_uri=trainer.get("model_run"),
+        examples_uri=summary.inputs.get("Evaluator", {}).get("examples"),
+        quarantine_uri=summary.outputs.get("ExampleQuarantine", {}).get("quarantine"),
+        split=EVAL_SPLIT,
+        title=summary.run_id,
+        pushed=bool(summary.pushed),
+        pushed_destination=summary.pushed_destination if summary.pushed else None)
 
 
-def write_report(metadata_path: str, pipeline_root: str, out_dir: str,
-                 run_id: Optional[str] = None) -> str:
-    summary = summarize_run(metadata_path, run_id)
-    page = render(summary, pipeline_root)
-    os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, "index.html")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(page)
-    return path
+def write_report(metadata_path: str, out_dir: str, run_id: Optional[str] = None) -> str:
+    return write_page(report_inputs(summarize_run(metadata_path, run_id)),
+                      os.path.join(out_dir, "index.html"))
 
 
 def main(argv=None) -> int:
@@ -378,7 +55,7 @@ def main(argv=None) -> int:
     metadata_path = args.metadata_path or os.path.join(
         os.path.dirname(os.path.abspath(args.pipeline_root)), "metadata.sqlite")
     try:
-        path = write_report(metadata_path, args.pipeline_root, args.out, args.run)
+        path = write_report(metadata_path, args.out, args.run)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

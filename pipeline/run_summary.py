@@ -8,20 +8,15 @@ metrics on the test split.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
-from google.protobuf import text_format
 
-from components.example_quarantine import Quarantine
+from components.report_page import read_data_checks, slice_metrics, validation_failures
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-
-
-QUARANTINE_TYPE = Quarantine.TYPE_NAME
 HEADLINE_METRICS = ("pixel_accuracy", "mean_iou", "iou_pet", "iou_background", "iou_border")
 
 
@@ -67,42 +62,18 @@ class RunSummary:
                             ("TensorBoard logs:", "ModelRun")):
             if kind in self.artifact_uris:
                 lines.append(f"{label:20s} {self.artifact_uris[kind]}")
+        if self.report_path:
+            lines.append(f"{'Evaluation report:':20s} {self.report_path}")
         return "\n".join(lines)
 
-
-def slice_metrics(eval_result) -> Dict[Tuple, Dict[str, float]]:
-    """A TFMA EvalResult's numbers: slice key (() or (("species", 1),)) -> metric -> value."""
-    out = {}
-    for slice_key, metrics in eval_result.slicing_metrics:
-        values = {}
-        for by_sub_key in metrics.values():  # output name -> sub key -> metric -> value
-            for by_name in by_sub_key.values():
-                for name, value in by_name.items():
-                    if "doubleValue" in value:
-                        values[name] = value["doubleValue"]
-        out[tuple(slice_key)] = values
-    return out
+    @property
+    def report_path(self) -> Optional[str]:
+        """The EvaluationReport component's HTML file, when this run wrote one."""
+        return self.outputs.get("EvaluationReport", {}).get("report")
 
 
 def overall_metrics(evaluation_uri: str) -> Dict[str, float]:
     return slice_metrics(tfma.load_eval_result(evaluation_uri)).get((), {})
-
-
-def validation_failures(evaluation_uri: str) -> List[str]:
-    result = tfma.load_validation_result(evaluation_uri)
-    failures = []
-    for per_slice in result.metric_validations_per_slice:
-        for failure in per_slice.failures:
-            key = failure.metric_key
-            what = "change vs baseline" if key.is_diff else "value"
-            threshold = text_format.MessageToString(failure.metric_threshold, as_one_line=True)
-            where = ", ".join(f"{k.column}={k.int64_value or k.bytes_value or k.float_value}"
-                              for k in per_slice.slice_key.single_slice_keys)
-            where = f" [slice {where}]" if where else ""
-            failures.append(f"{key.name}{where}: {what} "
-                            f"{failure.metric_value.double_value.value:.4f} fails threshold "
-                            f"{{{threshold}}}")
-    return failures
 
 
 def summarize_latest_run(metadata_path: str) -> RunSummary:
@@ -164,15 +135,7 @@ def summarize_run(metadata_path: str, run_id: Optional[str] = None) -> RunSummar
         return value.string_value if value.HasField("string_value") else value.int_value
 
     evaluation_uri = artifacts["ModelEvaluation"].uri if "ModelEvaluation" in artifacts else None
-    data_checks = None
-    held = artifacts.get(QUARANTINE_TYPE)
-    if held is not None and "num_checked" in held.custom_properties:
-        data_checks = {
-            "checked": held.custom_properties["num_checked"].int_value,
-            "quarantined": held.custom_properties["num_quarantined"].int_value,
-            "reasons": json.loads(held.custom_properties["reasons"].string_value or "{}"),
-            "uri": held.uri,
-        }
+    data_checks = read_data_checks(outputs.get("ExampleQuarantine", {}).get("quarantine"))
     blessed = prop("ModelBlessing", "blessed")
     pushed = prop("PushedModel", "pushed")
     return RunSummary(

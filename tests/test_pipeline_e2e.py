@@ -14,7 +14,7 @@ import local_runner
 
 UPSTREAM = ["ImportExampleGen", "ExampleQuarantine", "StatisticsGen", "SchemaGen",
             "ExampleValidator", "Transform", "Trainer"]
-ALL = UPSTREAM + ["latest_blessed_model_resolver", "Evaluator", "Pusher"]
+ALL = UPSTREAM + ["latest_blessed_model_resolver", "Evaluator", "Pusher", "EvaluationReport"]
 
 
 def test_first_run_executes_every_component_and_pushes(smoke_runs):

@@ -1,4 +1,5 @@
 """The evaluation report: TFMA's metrics are consistent, and the HTML renders in a real browser."""
+import os
 import re
 import shutil
 import subprocess
@@ -6,7 +7,7 @@ import subprocess
 import pytest
 
 from pipeline import report
-from pipeline.evaluation import confusion_name, dice_name, iou_name
+from model_code.metrics import confusion_name, dice_name, iou_name
 from model_code.labels import CLASS_NAMES
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -42,18 +43,31 @@ def _dump_dom(page, tmp_path):
     return result.stdout
 
 
-def test_report_renders_in_headless_chromium(smoke_runs, tmp_path):
-    paths, _, _, _ = smoke_runs
-    page = report.write_report(paths["metadata_path"], paths["pipeline_root"],
-                               str(tmp_path / "report"))
+def test_pipeline_writes_its_report_as_an_artifact_that_renders_in_chromium(smoke_runs, tmp_path):
+    paths, first, _, second = smoke_runs
+    assert first.report_path.startswith(paths["pipeline_root"])
+    page = os.path.join(os.path.dirname(paths["pipeline_root"]), "report.html")
+    with open(page, "rb") as copy, open(second.report_path, "rb") as artifact:
+        assert copy.read() == artifact.read()  # the latest run's report
     dom = _dump_dom(page, tmp_path)
     assert re.search(r'id="verdict"[^>]*>BLESSED<', dom)
+    assert "The Pusher step pushes blessed models." in dom
     assert 'class="metrics"' in dom and "mean_iou" in dom
     assert 'class="confusion"' in dom and "By species" in dom and "By breed" in dom
     images = int(re.search(r'data-images="(\d+)"', dom).group(1))
     assert images >= 3  # curves + gallery
     assert 'data-broken-images="0"' in dom
     assert re.search(r'id="data-checks">40 examples checked, 0 quarantined', dom)
+
+
+def test_report_command_rerenders_an_earlier_run_with_its_push(smoke_runs, tmp_path, capsys):
+    paths, first, _, _ = smoke_runs
+    code = report.main(["--pipeline-root", paths["pipeline_root"], "--run", first.run_id,
+                        "--metadata-path", paths["metadata_path"], "--out", str(tmp_path)])
+    assert code == 0
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert f"evaluation of run {first.run_id}" in page
+    assert f"Pushed to <code>{first.pushed_destination}</code>" in page
 
 
 def test_report_command_names_a_missing_store(tmp_path, capsys):
