@@ -1,6 +1,7 @@
 # Pipeline image for Kubeflow Pipelines / Vertex AI Pipelines (and Dataflow workers, via
 # --sdk_container_image). The official TFX 1.16.0 image already has TFX, TF 2.16, TFT, TFMA and
-# Beam; this adds the pinned extras and installs this package so `model_code.*` imports work.
+# Beam; this adds the pinned extras and installs this package so `model_code.*` imports work
+# and custom artifact types resolve by name (`pets_unet.Quarantine`).
 ARG TFX_IMAGE=gcr.io/tfx-oss-public/tfx:1.16.0
 FROM ${TFX_IMAGE}
 
@@ -12,5 +13,7 @@ COPY setup.py pyproject.toml README.md ./
 COPY model_code/ model_code/
 COPY pipeline/ pipeline/
 COPY components/ components/
+COPY pets_unet/ pets_unet/
+# Every step runs `python -m pets_unet.entrypoint` (see kubeflow_runner.py); check it imports.
 RUN pip install --no-cache-dir --no-deps . && \
-    python -c "import model_code.trainer, model_code.preprocessing, pipeline.pipeline"
+    python -c "import model_code.trainer, model_code.preprocessing, pipeline.pipeline, pets_unet.entrypoint"

@@ -1,24 +1,35 @@
-"""Compiles the pipeline for Kubeflow Pipelines 2.x and Vertex AI Pipelines, and can submit it.
+"""Compiles the pipeline for Vertex AI Pipelines or Kubeflow Pipelines 2.x, and can submit it.
 
     python kubeflow_runner.py --pipeline-root gs://BUCKET/root --data-root gs://BUCKET/pets/4.0.0 \\
         --image REGION-docker.pkg.dev/PROJECT/REPO/pets-unet:latest --output pipeline.json
     python kubeflow_runner.py ... --submit --project PROJECT --region us-central1
+    python kubeflow_runner.py ... --target kubeflow        # writes pets_unet_pipeline.yaml
 
 The DAG comes from `pipeline.pipeline.create_pipeline`, the same function local_runner.py uses.
-TFX's KubeflowV2DagRunner writes a KFP v2 pipeline spec (JSON) that Vertex AI Pipelines runs and
-Kubeflow Pipelines 2.x uploads. Every setting is a flag whose default comes from the environment
-variable named in its help, so CI/CD can configure it without editing code.
+TFX's KubeflowV2DagRunner writes what each platform takes: for Vertex AI a PipelineJob (.json),
+for Kubeflow Pipelines a bare PipelineSpec (.yaml), chosen by --target or the output's extension.
+Every container runs `python -m pets_unet.entrypoint`, this project's thin wrapper around TFX's
+container entrypoint (see that module). Every setting is a flag whose default comes from the
+environment variable named in its help, so CI/CD can configure it without editing code.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from model_code.config import PRESETS, get_preset
 
 BEAM_RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner")
+# What each platform takes: file extension of the compiled package.
+TARGETS = {"vertex": ".json", "kubeflow": ".yaml"}
+DEFAULT_SPEC = "pets_unet_pipeline"
+# The container command of every step: our wrapper of TFX's entrypoint, installed in the image.
+ENTRYPOINT_MODULE = "pets_unet.entrypoint"
+ENTRYPOINTS = {"vertex": ["python", "-m", ENTRYPOINT_MODULE],
+               "kubeflow": ["python", "-m", ENTRYPOINT_MODULE, "--kubeflow"]}
 
 
 def _env(name: str, default: Optional[str] = None) -> Optional[str]:
@@ -62,10 +73,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--vertex-accelerator-count", type=int,
                    default=int(_env("VERTEX_ACCELERATOR_COUNT", "0")),
                    help="[env VERTEX_ACCELERATOR_COUNT]")
-    p.add_argument("--output", default=_env("PIPELINE_SPEC", "pets_unet_pipeline.json"),
-                   help="compiled pipeline spec [env PIPELINE_SPEC, default pets_unet_pipeline.json]")
+    p.add_argument("--target", choices=sorted(TARGETS), default=_env("PIPELINE_TARGET"),
+                   help="vertex: a PipelineJob .json for Vertex AI Pipelines; kubeflow: a "
+                        "PipelineSpec .yaml for Kubeflow Pipelines 2.x [env PIPELINE_TARGET; "
+                        "default: from --output's extension, else vertex]")
+    p.add_argument("--output", default=_env("PIPELINE_SPEC"),
+                   help="compiled package [env PIPELINE_SPEC, default pets_unet_pipeline.json "
+                        "for vertex, pets_unet_pipeline.yaml for kubeflow]")
     p.add_argument("--submit", action="store_true",
-                   help="submit the compiled spec to Vertex AI Pipelines")
+                   help="submit the compiled PipelineJob to Vertex AI Pipelines (vertex only)")
     return p.parse_args(argv)
 
 
@@ -84,6 +100,25 @@ def beam_pipeline_args(args: argparse.Namespace) -> List[str]:
     return common + list(args.beam_arg)
 
 
+def resolve_target(args: argparse.Namespace) -> Tuple[str, str]:
+    """(target, output path), from --target and --output; ValueError when they disagree."""
+    by_extension = {".json": "vertex", ".yaml": "kubeflow", ".yml": "kubeflow"}
+    if args.output is None:
+        target = args.target or "vertex"
+        return target, DEFAULT_SPEC + TARGETS[target]
+    extension = os.path.splitext(args.output)[1].lower()
+    if extension not in by_extension:
+        raise ValueError(f"--output {args.output}: the name must end in .json (Vertex AI "
+                         "PipelineJob) or .yaml (Kubeflow Pipelines PipelineSpec)")
+    if args.target and by_extension[extension] != args.target:
+        raise ValueError(f"--output {args.output} is a {by_extension[extension]} package but "
+                         f"--target is {args.target}; use a {TARGETS[args.target]} name")
+    if args.submit and by_extension[extension] != "vertex":
+        raise ValueError("--submit sends a Vertex AI PipelineJob: use a .json --output; "
+                         "upload a .yaml to Kubeflow Pipelines with its UI or kfp.Client")
+    return by_extension[extension], args.output
+
+
 def _missing(args: argparse.Namespace) -> List[str]:
     needed = {"--pipeline-root": args.pipeline_root, "--data-root": args.data_root,
               "--image": args.image}
@@ -93,12 +128,14 @@ def _missing(args: argparse.Namespace) -> List[str]:
 
 
 def compile_pipeline(args: argparse.Namespace) -> str:
-    """Writes the KFP v2 pipeline spec JSON and returns its path."""
+    """Writes the package for --target (see resolve_target) and returns its path."""
     # Imported by name: tfx.v1 hides KubeflowV2DagRunner silently when kfp is missing.
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
     from pipeline.pipeline import PIPELINE_NAME, VertexTraining, create_pipeline
 
+    target, output = resolve_target(args)
+    output = os.path.abspath(output)
     vertex = None
     if args.vertex_training:
         vertex = VertexTraining(
@@ -113,13 +150,40 @@ def compile_pipeline(args: argparse.Namespace) -> str:
         serving_dir=args.serving_dir or f"{args.pipeline_root.rstrip('/')}/serving_model",
         config=get_preset(args.preset, args.epochs),
         beam_pipeline_args=beam_pipeline_args(args),
-        vertex_training=vertex)
-    output = os.path.abspath(args.output)
+        vertex_training=vertex,
+        # Kubeflow Pipelines' compiler rejects resolver steps ("resolver executors not
+        # implemented", kubeflow/pipelines backend/src/v2/compiler/argocompiler/dag.go).
+        resolve_baseline=target == "vertex")
     runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
-        config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=args.image),
+        config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
+            default_image=args.image, default_commands=ENTRYPOINTS[target],
+            # Puts each step's declared input types in its arguments, where the entrypoint
+            # finds them when Kubeflow's launcher has dropped them from the artifacts.
+            use_pipeline_spec_2_1=True),
         output_dir=os.path.dirname(output), output_filename=os.path.basename(output))
     runner.run(pipeline)
+    if target == "kubeflow":
+        set_default_pipeline_root(output, args.pipeline_root)
     return output
+
+
+def set_default_pipeline_root(package: str, pipeline_root: str) -> None:
+    """Records --pipeline-root in a Kubeflow package, which TFX leaves without one.
+
+    Kubeflow Pipelines would otherwise put artifacts under its own default root (often
+    minio://...), which TensorFlow cannot write; a run may still override it.
+    """
+    import yaml
+
+    with open(package) as f:
+        text = f.read()
+    header = "".join(line + "\n" for line in itertools.takewhile(
+        lambda line: line.startswith("#"), text.splitlines()))
+    documents = list(yaml.safe_load_all(text))
+    documents[0]["defaultPipelineRoot"] = pipeline_root
+    with open(package, "w") as f:
+        f.write(header)
+        yaml.dump_all(documents, f, sort_keys=True)
 
 
 def submit(spec_path: str, args: argparse.Namespace) -> str:
@@ -150,11 +214,12 @@ def main(argv=None) -> int:
         return 2
     try:
         get_preset(args.preset, args.epochs)
+        resolve_target(args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     spec = compile_pipeline(args)
-    print(f"Compiled pipeline spec: {spec}")
+    print(f"Compiled {resolve_target(args)[0]} package: {spec}")
     if args.submit:
         try:
             print(f"Submitted Vertex AI pipeline job: {submit(spec, args)}")

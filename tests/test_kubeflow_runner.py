@@ -1,6 +1,7 @@
-"""Compiling for Kubeflow Pipelines / Vertex AI: offline checks of the generated pipeline spec."""
+"""Compiling for Kubeflow Pipelines / Vertex AI: offline checks of the generated packages."""
 import json
 import os
+import re
 
 import pytest
 
@@ -22,6 +23,7 @@ EXPECTED_DEPENDENCIES = {
     "Evaluator": {"ExampleQuarantine", "Trainer",
                   "latest_blessed_model_resolver-model-resolver"},
     "Pusher": {"Trainer", "Evaluator"},
+    "EvaluationReport": {"Evaluator", "ExampleQuarantine", "Trainer"},
 }
 
 
@@ -40,7 +42,7 @@ def _executor(spec, task):
 
 def _parameter(spec, task, name):
     value = spec["root"]["dag"]["tasks"][task]["inputs"]["parameters"][name]["runtimeValue"]
-    return value["constantValue"]["stringValue"]
+    return value["constant"]  # pipeline spec 2.1: a plain JSON value
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +136,74 @@ def test_submit_without_credentials_fails_with_a_clear_message(tmp_path, monkeyp
     assert code == 2
     assert os.path.exists(output)
     assert "no Google Cloud credentials found" in capsys.readouterr().err
+
+
+def test_vertex_package_loads_in_the_vertex_ai_client(tmp_path):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import aiplatform
+
+    package = str(tmp_path / "pipeline.json")
+    assert kubeflow_runner.main(BASE_ARGS + ["--target", "vertex", "--output", package]) == 0
+    job = aiplatform.PipelineJob(display_name="pets-unet", template_path=package,
+                                 pipeline_root="gs://bucket/root", project="my-project",
+                                 location="europe-west4", credentials=AnonymousCredentials())
+    tasks = job.pipeline_spec["root"]["dag"]["tasks"]
+    assert set(tasks) >= set(EXPECTED_DEPENDENCIES)
+
+
+def test_kubeflow_package_loads_in_the_kfp_client_and_sdk(tmp_path, capsys):
+    from kfp import components
+    from kfp.client import client
+
+    package = str(tmp_path / "pets_unet_pipeline.yaml")
+    assert kubeflow_runner.main(BASE_ARGS + ["--output", package]) == 0  # target from extension
+    assert "Compiled kubeflow package" in capsys.readouterr().out
+    spec = client._extract_pipeline_yaml(package).pipeline_spec  # what upload_pipeline reads
+    assert spec.pipeline_info.name == "pets-unet-segmentation"
+    assert spec.default_pipeline_root == "gs://bucket/root"
+    tasks = set(spec.root.dag.tasks)
+    assert tasks == set(EXPECTED_DEPENDENCIES) - {"latest_blessed_model_resolver-model-resolver"}
+    assert "baseline_model" not in spec.root.dag.tasks["Evaluator"].inputs.artifacts
+    assert components.load_component_from_file(package).name == "pets-unet-segmentation"
+
+
+def test_the_json_package_is_not_one_kubeflow_takes(tmp_path):
+    from kfp.client import client
+
+    package = str(tmp_path / "pipeline.json")
+    assert kubeflow_runner.main(BASE_ARGS + ["--output", package]) == 0
+    with pytest.raises(ValueError, match="should end with one of"):
+        client._extract_pipeline_yaml(package)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--target", "kubeflow", "--output", "p.json"], "is a vertex package but --target is kubeflow"),
+    (["--output", "p.txt"], "must end in .json"),
+    (["--output", "p.yaml", "--submit", "--project", "p"], "--submit sends a Vertex AI"),
+])
+def test_packages_that_would_not_load_are_refused(extra, message, capsys, tmp_path,
+                                                 monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert kubeflow_runner.main(BASE_ARGS + extra) == 2
+    assert message in capsys.readouterr().err
+    assert not os.listdir(tmp_path)
+
+
+def test_dockerfile_builds_the_image_the_compiled_spec_expects():
+    """What can be checked without a Docker engine."""
+    import setuptools
+    import tfx
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    dockerfile = open(os.path.join(root, "Dockerfile")).read()
+    base = re.search(r"^ARG TFX_IMAGE=gcr.io/tfx-oss-public/tfx:(\S+)$", dockerfile, re.M)
+    assert base and base.group(1) == tfx.__version__
+    packages = {p.split(".")[0] for p in setuptools.find_packages(
+        root, include=["pipeline", "components", "model_code", "pets_unet"])}
+    copied = set(re.findall(r"^COPY (\w+)/ \1/$", dockerfile, re.M))
+    assert packages == copied == {"pipeline", "components", "model_code", "pets_unet"}
+    assert "pip install --no-cache-dir --no-deps ." in dockerfile
+    check = re.search(r'python -c "import ([^"]+)"', dockerfile).group(1)
+    assert kubeflow_runner.ENTRYPOINT_MODULE in [m.strip() for m in check.split(",")]
+    ignored = open(os.path.join(root, ".dockerignore")).read().split()
+    assert not any(package in ignored for package in copied)
