@@ -21,6 +21,7 @@ import sys
 from typing import List, Optional, Tuple
 
 from model_code.config import PRESETS, get_preset
+from model_code.precision import PRECISIONS
 
 BEAM_RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner")
 # What each platform takes: file extension of the compiled package.
@@ -57,6 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--preset", choices=sorted(PRESETS), default=_env("PRESET", "seed"),
                    help="configuration preset [env PRESET, default seed]")
     p.add_argument("--epochs", type=int, help="override the preset's number of epochs")
+    p.add_argument("--precision", choices=PRECISIONS, default=_env("PRECISION"),
+                   help="training precision; auto (the presets' default) picks mixed precision "
+                        "where the training machine computes it natively [env PRECISION]")
     p.add_argument("--beam-runner", choices=BEAM_RUNNERS,
                    default=_env("BEAM_RUNNER", "DirectRunner"),
                    help="runner for the Beam components [env BEAM_RUNNER, default DirectRunner]")
@@ -148,7 +152,7 @@ def compile_pipeline(args: argparse.Namespace) -> str:
         pipeline_root=args.pipeline_root,
         data_root=args.data_root,
         serving_dir=args.serving_dir or f"{args.pipeline_root.rstrip('/')}/serving_model",
-        config=get_preset(args.preset, args.epochs),
+        config=get_preset(args.preset, args.epochs, args.precision),
         beam_pipeline_args=beam_pipeline_args(args),
         vertex_training=vertex,
         # Kubeflow Pipelines' compiler rejects resolver steps ("resolver executors not
@@ -213,7 +217,7 @@ def main(argv=None) -> int:
               "see --help)", file=sys.stderr)
         return 2
     try:
-        get_preset(args.preset, args.epochs)
+        get_preset(args.preset, args.epochs, args.precision)
         resolve_target(args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

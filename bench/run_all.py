@@ -8,11 +8,11 @@
    is the steady state. Goal: an unchanged re-run < 10 % of the first run.
 2. Transform throughput: examples/s of the Transform component in that run vs a plain tf.data
    loop doing the same decode + resize (same functions) over the same TFRecords, right after.
-3. Trainer throughput at the `seed` preset: our run_fn input pipeline + fit vs the tutorial's
-   main() pipeline + fit (bench/trainer_throughput.py), each in its own process, interleaved;
-   achieved GFLOP/s (12.5 GFLOP per training image) against this machine's measured float32
-   matmul peak; peak resident memory of each training process, and of a process running the
-   data steps up to Transform (bench/transform_memory.py).
+3. Trainer throughput at the `seed` preset, as bench/trainer_bench.py measures it (tutorial,
+   ours float32, ours auto precision; >= 30 s windows, 3 interleaved repeats); achieved GFLOP/s
+   (12.5 GFLOP per training image) against this machine's matmul peak in the side's precision;
+   peak resident memory of each training process, and of a process running the data steps up
+   to Transform (bench/transform_memory.py).
 """
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
+
+import trainer_bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -82,45 +83,6 @@ def tfdata_decode_rate(data_root: str, input_size: int, mask_size: int) -> dict:
     return {"examples": count, "examples_per_s": count / (time.perf_counter() - start)}
 
 
-def matmul_peak_gflops() -> float:
-    import tensorflow as tf
-
-    a = tf.random.normal([2048, 2048])
-    matmul = tf.function(lambda x: tf.matmul(x, x))
-    matmul(a)
-    start, reps = time.perf_counter(), 10
-    for _ in range(reps):
-        matmul(a).numpy()
-    return reps * 2 * 2048 ** 3 / (time.perf_counter() - start) / 1e9
-
-
-def trainer_sides(transform_outputs: dict, tfds_dir: str, repeats: int, examples: int,
-                  warmup: int, steps: int) -> dict:
-    results = {"ours": [], "tutorial": []}
-    for _ in range(repeats):
-        for side in ("ours", "tutorial"):
-            cmd = [sys.executable, os.path.join(HERE, "trainer_throughput.py"), "--side", side,
-                   "--examples", str(examples), "--warmup-steps", str(warmup),
-                   "--steps", str(steps),
-                   "--transformed", transform_outputs["transformed_examples"],
-                   "--transform-graph", transform_outputs["transform_graph"],
-                   "--tfds-dir", tfds_dir]
-            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                raise RuntimeError(f"{side} failed:\n{done.stderr[-3000:]}")
-            results[side].append(json.loads(done.stdout.strip().splitlines()[-1]))
-    summary = {}
-    for side, runs in results.items():
-        summary[side] = {
-            "images_per_s": statistics.median(r["images_per_s"] for r in runs),
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
-            "runs": runs,
-        }
-    summary["ratio_ours_to_tutorial"] = (summary["ours"]["images_per_s"] /
-                                         summary["tutorial"]["images_per_s"])
-    return summary
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -142,19 +104,20 @@ def main(argv=None) -> int:
     transform["ratio_component_to_tfdata"] = (transform["component_examples_per_s"] /
                                               transform["tfdata"]["examples_per_s"])
     outputs = summarize_run(metadata).outputs["Transform"]
-    trainer = trainer_sides(outputs, tfds_dir, repeats=1 if args.quick else 2,
-                            examples=200, warmup=2 if args.quick else 4,
-                            steps=2 if args.quick else 4)
+    trainer = trainer_bench.run_sides(outputs, tfds_dir, "seed",
+                                      seconds=5 if args.quick else 30,
+                                      repeats=1 if args.quick else 3)
     done = subprocess.run([sys.executable, os.path.join(HERE, "transform_memory.py")],
                           capture_output=True, text=True, check=True)
     transform["data_steps_peak_rss_mb"] = json.loads(
         done.stdout.strip().splitlines()[-1])["peak_rss_mb"]
-    peak = matmul_peak_gflops()
-    for side in ("ours", "tutorial"):
-        gflops = trainer[side]["images_per_s"] * TRAIN_GFLOP_PER_IMAGE
-        trainer[side].update(gflops=gflops, share_of_matmul_peak=gflops / peak)
-    results = {"pipeline_overhead": overhead, "transform": transform, "trainer_seed": trainer,
-               "matmul_peak_gflops": peak}
+    peaks = {dtype: trainer_bench.matmul_peak_gflops(dtype) for dtype in ("float32", "bfloat16")}
+    for row in trainer.values():
+        row["gflops"] = row["median_images_per_s"] * TRAIN_GFLOP_PER_IMAGE
+        peak = peaks["float32" if row["precision"] == "float32" else "bfloat16"]
+        row["share_of_matmul_peak"] = row["gflops"] / peak
+    results = {"cpu": trainer_bench.cpu_description(), "pipeline_overhead": overhead,
+               "transform": transform, "trainer_seed": trainer, "matmul_peak_gflops": peaks}
 
     print("\n== Pipeline (smoke preset, 1,000 synthetic pets) ==")
     print(f"  {'component':32s} {'1st run':>8s} {'2nd run':>8s} {'3rd run':>8s}")
@@ -173,13 +136,13 @@ def main(argv=None) -> int:
     print(f"  peak RSS, ImportExampleGen..Transform at the seed preset: "
           f"{transform['data_steps_peak_rss_mb']:.0f} MB")
     print("\n== Trainer throughput, seed preset (64 filters, batch 50) ==")
-    for side in ("ours", "tutorial"):
-        row = trainer[side]
-        print(f"  {side:9s} {row['images_per_s']:6.2f} images/s  {row['gflops']:6.1f} GFLOP/s "
-              f"({100 * row['share_of_matmul_peak']:.0f} % of matmul peak)  "
+    print(f"  CPU {results['cpu']['model']}, flags {' '.join(results['cpu']['flags'])}; matmul "
+          f"peak float32 {peaks['float32']:.0f}, bfloat16 {peaks['bfloat16']:.0f} GFLOP/s")
+    for name, row in trainer.items():
+        print(f"  {name:17s} ({row['precision']:14s}) {row['median_images_per_s']:6.1f} images/s"
+              f"  {row['gflops']:6.1f} GFLOP/s ({100 * row['share_of_matmul_peak']:.0f} % of "
+              f"its matmul peak)  {row['ratio_to_tutorial']:.2f}x tutorial  "
               f"peak RSS {row['peak_rss_mb']:.0f} MB")
-    print(f"  ratio ours / tutorial: {trainer['ratio_ours_to_tutorial']:.2f} (goal >= 1.0); "
-          f"machine float32 matmul peak {peak:.0f} GFLOP/s")
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "results.json")
     with open(path, "w") as f:

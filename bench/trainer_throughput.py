@@ -7,8 +7,10 @@
                    data_augmentation, compute_sample_weights, prefetch, model.fit
 
 Both train the same U-Net (the preset's, `seed` by default: 64 filters, batch 50) on the same
-examples. Timing starts after `--warmup-steps` (which also fill each side's cache) and covers
-`--steps` steps. Prints one JSON line: images/s and the process's peak resident memory.
+examples; `--precision` sets ours' precision as the Trainer would (the tutorial is float32).
+Timing starts after `--warmup-steps` (which also fill each side's cache) and covers whole steps
+until at least `--seconds` have passed. Prints one JSON line: images/s, the window, the
+precision, and the process's peak resident memory.
 """
 from __future__ import annotations
 
@@ -24,13 +26,21 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 
 class _StepTimer:
-    def __init__(self, warmup: int):
-        self.warmup, self.count, self.start = warmup, 0, None
+    """Starts after `warmup` steps; stops training once `seconds` of whole steps are timed."""
 
-    def on_batch_end(self):
+    def __init__(self, warmup: int, seconds: float):
+        self.warmup, self.seconds = warmup, seconds
+        self.count, self.start, self.end, self.timed = 0, None, None, 0
+
+    def on_batch_end(self, model):
         self.count += 1
+        now = time.perf_counter()
         if self.count == self.warmup:
-            self.start = time.perf_counter()
+            self.start = now
+        elif self.start is not None:
+            self.timed, self.end = self.timed + 1, now
+            if now - self.start >= self.seconds:
+                model.stop_training = True
 
 
 def _ours(config, transformed_dir: str, transform_graph: str, examples: int):
@@ -81,8 +91,12 @@ def main(argv=None) -> int:
     parser.add_argument("--side", choices=["ours", "tutorial"], required=True)
     parser.add_argument("--preset", default="seed")
     parser.add_argument("--examples", type=int, default=200)
-    parser.add_argument("--warmup-steps", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--warmup-steps", type=int, default=6,
+                        help="steps before timing; more than one pass over --examples, so the "
+                             "caches are full")
+    parser.add_argument("--seconds", type=float, default=30.0, help="timed window, at least")
+    parser.add_argument("--precision", default="float32",
+                        help="ours only: auto, float32, mixed_bfloat16 or mixed_float16")
     parser.add_argument("--transformed", help="Transform's transformed_examples folder (ours)")
     parser.add_argument("--transform-graph", help="Transform's transform_graph folder (ours)")
     parser.add_argument("--tfds-dir", help="TFDS data_dir holding oxford_iiit_pet (tutorial)")
@@ -90,28 +104,30 @@ def main(argv=None) -> int:
 
     import tf_keras as keras
 
+    from model_code import precision
     from model_code.config import get_preset
     from model_code.trainer import compile_model
 
     config = get_preset(args.preset)
-    total = args.warmup_steps + args.steps
+    policy, _ = precision.choose(args.precision if args.side == "ours" else "float32")
     if args.side == "ours":
         dataset = _ours(config, args.transformed, args.transform_graph, args.examples)
     else:
         dataset = _tutorial(config, args.tfds_dir, args.examples)
-    model = compile_model(config, total)
+    keras.mixed_precision.set_global_policy(policy)
+    model = compile_model(config, 10 ** 6)
     if args.side == "tutorial":  # the tutorial compiles with plain 'accuracy' only
         model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       optimizer=model.optimizer, metrics=["accuracy"])
-    timer = _StepTimer(args.warmup_steps)
-    model.fit(dataset, epochs=1, steps_per_epoch=total, verbose=0,
+    timer = _StepTimer(args.warmup_steps, args.seconds)
+    model.fit(dataset, epochs=1, steps_per_epoch=10 ** 6, verbose=0,
               callbacks=[keras.callbacks.LambdaCallback(
-                  on_train_batch_end=lambda batch, logs: timer.on_batch_end())])
-    seconds = time.perf_counter() - timer.start
+                  on_train_batch_end=lambda batch, logs: timer.on_batch_end(model))])
+    seconds = timer.end - timer.start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"side": args.side, "preset": args.preset,
-                      "images_per_s": args.steps * config.batch_size / seconds,
-                      "seconds": seconds, "peak_rss_mb": peak_mb}))
+    print(json.dumps({"side": args.side, "preset": args.preset, "precision": policy,
+                      "images_per_s": timer.timed * config.batch_size / seconds,
+                      "timed_steps": timer.timed, "seconds": seconds, "peak_rss_mb": peak_mb}))
     return 0
 
 

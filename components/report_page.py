@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from model_code import metrics
+from model_code import metrics, precision
 from model_code.labels import BREEDS, CLASS_NAMES, SPECIES
 
 GALLERY_SIZE = 6
@@ -413,10 +413,14 @@ def render(run: ReportInputs) -> str:
     curves = _curves(run.model_run_uri) if run.model_run_uri else {}
     title = f"U-Net pet segmentation — evaluation{' of run ' + run.title if run.title else ''}"
     generated = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    trained = precision.read_record(os.path.join(run.model_uri, "Format-Serving")) \
+        if run.model_uri else None
+    trained = (f' Trained in <span id="precision">{html.escape(trained["precision"])}</span> '
+               f'({html.escape(trained["precision_reason"])}).') if trained else ""
     body = "".join([
         f"<h1>{html.escape(title)}</h1>",
         f"<p>Evaluation <code>{html.escape(run.evaluation_uri)}</code>; generated "
-        f"{generated}.</p>",
+        f"{generated}.{trained}</p>",
         _verdict_section(run, read_blessing(run.blessing_uri), overall,
                          _thresholds(eval_result), has_baseline,
                          validation_failures(run.evaluation_uri)),

@@ -43,13 +43,18 @@ def _contracting_path(x, config: Config, init) -> Tuple[object, List[object]]:
     return x, skips
 
 
+def _center_crop(x, height: int, width: int, name: str):
+    # Keras' CenterCrop, as in the tutorial. A static Cropping2D (no tf.cond in the graph) was
+    # measured in bench/first_epoch.py: no gain in the first epoch, ~12 % slower steps.
+    return layers.CenterCrop(height=height, width=width, name=name)(x)
+
+
 def _expansive_path(x, skips, config: Config, init):
     for level in range(config.num_unet_blocks - 1, 0, -1):
         filters = config.num_filters_start * 2 ** level // 2
         x = layers.Conv2DTranspose(filters, (2, 2), strides=(2, 2), kernel_initializer=init(),
                                    name=f"up{level}_upconv")(x)
-        skip = layers.CenterCrop(height=x.shape[1], width=x.shape[2],
-                                 name=f"up{level}_crop")(skips[level - 1])
+        skip = _center_crop(skips[level - 1], x.shape[1], x.shape[2], f"up{level}_crop")
         x = layers.Concatenate(axis=-1, name=f"up{level}_concat")([skip, x])
         x = _conv_relu(x, filters, init, f"up{level}_a")
         x = _conv_relu(x, filters, init, f"up{level}_b")
@@ -64,8 +69,9 @@ def build_unet(config: Optional[Config] = None) -> keras.Model:
                          name="image")
     x, skips = _contracting_path(inputs, config, init)
     x = _expansive_path(x, skips, config, init)
+    # float32 logits under any mixed-precision policy (model_code.precision), as Keras advises.
     logits = layers.Conv2D(config.num_classes, (1, 1), kernel_initializer=init(),
-                           name="logits")(x)
+                           name="logits", dtype="float32")(x)
     model = keras.Model(inputs, logits, name="U-Net")
     expected = (config.mask_size, config.mask_size, config.num_classes)
     if tuple(model.output_shape[1:]) != expected:  # the derivation in config must match the graph
