@@ -19,7 +19,8 @@ import shutil
 import sys
 
 from model_code.config import PRESETS, get_preset
-from pipeline import dataset
+from model_code.precision import PRECISIONS
+from pipeline import console, dataset
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -31,6 +32,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data-dir", help="TFDS oxford_iiit_pet/4.0.0 folder (or its data_dir), "
                         "or any folder of TFRecords with that schema; default: synthetic pets")
     parser.add_argument("--epochs", type=int, help="override the preset's number of epochs")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="training precision; auto (the presets' default) picks mixed "
+                             "precision where this machine computes it natively")
     parser.add_argument("--pipeline-root", help="default: outputs/<preset>/pipeline_root")
     parser.add_argument("--serving-dir", help="where blessed models are pushed, one folder per "
                         "version; default: outputs/<preset>/serving_model")
@@ -38,18 +42,22 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "default: outputs/<preset>/metadata.sqlite")
     parser.add_argument("--beam-arg", action="append", default=[],
                         help="extra Beam pipeline argument (repeatable)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show every library's logs (TensorFlow, TFX, Beam) as they come")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if not args.verbose:
+        console.quiet()  # before anything imports TensorFlow
     out = os.path.join(HERE, "outputs", args.preset)
     pipeline_root = os.path.abspath(args.pipeline_root or os.path.join(out, "pipeline_root"))
     serving_dir = os.path.abspath(args.serving_dir or os.path.join(out, "serving_model"))
     metadata_path = os.path.abspath(args.metadata_path or os.path.join(out, "metadata.sqlite"))
 
     try:
-        config = get_preset(args.preset, args.epochs)
+        config = get_preset(args.preset, args.epochs, args.precision)
         if args.data_dir:
             data_root = dataset.find_tfrecord_dir(args.data_dir)
             dataset.check_tfrecords(data_root)
@@ -64,12 +72,13 @@ def main(argv=None) -> int:
     # Heavy imports only once the arguments are known to be good.
     from tfx import v1 as tfx
 
+    from components.example_quarantine import DataQualityError
     from pipeline.pipeline import PIPELINE_NAME, create_pipeline
     from pipeline.run_summary import summarize_latest_run
 
     os.makedirs(os.path.dirname(metadata_path), exist_ok=True)
     print(f"Pipeline {PIPELINE_NAME}, preset {args.preset}, data {data_root}", flush=True)
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(
+    pipeline = create_pipeline(
         pipeline_name=PIPELINE_NAME,
         pipeline_root=pipeline_root,
         data_root=data_root,
@@ -78,9 +87,21 @@ def main(argv=None) -> int:
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             metadata_path),
         beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1",
-                            *args.beam_arg]))
+                            *args.beam_arg])
+    progress = None if args.verbose else console.ComponentProgress().attach()
+    try:
+        tfx.orchestration.LocalDagRunner().run(pipeline)
+    except DataQualityError as err:  # expected: bad data. Anything else keeps its traceback.
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        if progress:
+            progress.detach()
     summary = summarize_latest_run(metadata_path)
-    print(summary.format())
+    print(summary.format(components=args.verbose))
+    if not args.data_dir:
+        print("This model learned synthetic pets, to show the pipeline working: its masks of real "
+              "photos mean nothing. Real data: --preset seed --data-dir DIR (README).")
     if summary.report_path:
         page = publish_report(summary.report_path, os.path.dirname(pipeline_root))
         print(f"Open in a browser:   {page}")

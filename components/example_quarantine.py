@@ -33,6 +33,10 @@ VALID_MASK_VALUES = frozenset({1, 2, 3})
 SUMMARY_FILE = "summary.json"
 
 
+class DataQualityError(ValueError):
+    """The data cannot be trained on; the message says why and where the bad examples are."""
+
+
 def check_example(serialized: bytes) -> Optional[str]:
     """None for a usable example, else a short reason (one of a few fixed phrases + detail)."""
     import tensorflow as tf
@@ -183,5 +187,5 @@ def ExampleQuarantine(  # noqa: N802 - TFX component names are classes
     quarantine.set_int_custom_property("num_quarantined", summary["quarantined"])
     quarantine.set_string_custom_property("reasons", json.dumps(summary["reasons"]))
     if failure:
-        raise ValueError(f"ExampleQuarantine: {failure}; the bad examples and their reasons are "
-                         f"in {quarantine.uri}")
+        raise DataQualityError(f"ExampleQuarantine: {failure}; the bad examples and their "
+                               f"reasons are in {quarantine.uri}")

@@ -6,7 +6,12 @@
 For each IMAGE it writes `<name>_mask.png` (class ids at the image's own resolution: 0 pet,
 1 background, 2 border) and `<name>_panels.png` (input, [true mask,] predicted mask, overlay).
 Given the serving directory it uses the newest pushed version. A file that cannot be read as an
-image is reported by name and skipped; the exit status is then 1.
+image is reported by name, with the reason in words, and skipped; the exit status is then 1.
+
+Photos are segmented as people see them: a JPEG's EXIF orientation tag (how phones store upright
+photos taken sideways) is applied first, so the mask and the figure line up with the photo in any
+viewer. The model's `serving_images` signature itself decodes with TensorFlow, which ignores EXIF;
+API clients should rotate first (e.g. Pillow's `ImageOps.exif_transpose`).
 """
 from __future__ import annotations
 
@@ -18,6 +23,43 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 SAVED_MODEL = "saved_model.pb"
+READABLE = "JPEG, PNG, GIF or BMP"
+
+
+def unsupported_format(data: bytes) -> Optional[str]:
+    """A plain-words reason for common photo formats TensorFlow cannot decode, else None."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    if data[4:8] == b"ftyp":
+        brand = data[8:12]
+        if brand in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"):
+            return "HEIC/HEIF"
+        if brand in (b"avif", b"avis"):
+            return "AVIF"
+    if data[:4] in (b"II*\0", b"MM\0*"):
+        return "TIFF"
+    return None
+
+
+def upright(data: bytes) -> bytes:
+    """The bytes of the image as displayed: a JPEG with an EXIF rotation is turned upright (and
+    re-encoded losslessly as PNG); everything else is returned unchanged."""
+    if data[:2] != b"\xff\xd8":
+        return data
+    import io
+
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.getexif().get(0x0112, 1) in (1, None):  # Orientation: as stored
+                return data
+            turned = ImageOps.exif_transpose(image).convert("RGB")
+    except (OSError, ValueError):  # not readable by Pillow either: TensorFlow will say so
+        return data
+    out = io.BytesIO()
+    turned.save(out, "PNG")
+    return out.getvalue()
 
 
 def resolve_model_dir(path: str) -> str:
@@ -51,20 +93,20 @@ class Segmenter:
         tf = self._tf
         if not data:
             raise ValueError("empty file")
+        kind = unsupported_format(data)
+        if kind:
+            raise ValueError(f"{kind} images are not supported; convert to JPEG or PNG")
+        data = upright(data)
         try:
             image = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
-        except (tf.errors.InvalidArgumentError, ValueError) as err:
-            raise ValueError(f"not a decodable image ({_first_line(err)})") from None
+        except (tf.errors.InvalidArgumentError, ValueError):
+            raise ValueError(f"not an image this model reads ({READABLE}), or a damaged "
+                             "one") from None
         if image.size == 0:
             raise ValueError(f"zero-sized image ({image.shape[1]}x{image.shape[0]})")
         out = self._serve(images=tf.constant([data]))
         height, width = out["image_size"].numpy()[0]
         return image, out["full_resolution_class_ids"].numpy()[0, :height, :width]
-
-
-def _first_line(err: Exception) -> str:
-    text = getattr(err, "message", None) or str(err)
-    return text.strip().splitlines()[0][:200] if text.strip() else err.__class__.__name__
 
 
 def _true_mask(mask_dir: Optional[str], stem: str) -> Optional[np.ndarray]:
@@ -110,7 +152,7 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True,
                         help="a pushed model version, or the serving dir (newest version is used)")
-    parser.add_argument("images", nargs="+", help="image files (JPEG, PNG, GIF, BMP)")
+    parser.add_argument("images", nargs="+", help=f"image files ({READABLE})")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--true-mask-dir", help="folder of trimaps named <image name>.png "
                         "(Oxford-Pets annotations/trimaps) to show beside the prediction")

@@ -2,7 +2,8 @@
 
 Training follows the tutorial's `main()`: Adam with a piecewise-constant learning rate whose
 boundaries sit at 20/50/80 % of the run, sparse categorical cross-entropy from logits, per-pixel
-sample weights from the class weights, random horizontal and vertical flips, TensorBoard logs.
+sample weights from the class weights, random horizontal and vertical flips, TensorBoard logs
+(here also example masks and the confusion matrix as pictures: model_code.training_display).
 
 Differences from the tutorial, on purpose:
   * The schedule's boundaries come from the steps this run really takes (epochs x steps per
@@ -11,19 +12,23 @@ Differences from the tutorial, on purpose:
     random ops that share a seed (which does not guarantee the same draw) on whole batches.
 
 The exported model carries the Transform graph and takes raw inputs; its signatures are described
-in model_code.export.
+in model_code.export. Training may run under Keras mixed precision (model_code.precision); the
+exported model is always float32, with the trained weights, so serving and TFMA see no
+difference. The precision used is recorded in the model (model_code.precision.RECORD).
 """
 from __future__ import annotations
 
+import sys
 from typing import List, Tuple
 
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from model_code import export, preprocessing
+from model_code import export, precision, preprocessing
 from model_code.config import Config
 from model_code.metrics import PixelMeanIoU
+from model_code.training_display import EpochLine, ImageSummaries
 from model_code.unet import build_unet
 
 def build_lr_schedule(config: Config, total_steps: int):
@@ -115,18 +120,32 @@ def run_fn(fn_args) -> None:
           f"steps of {config.batch_size}; validating on {validation_steps * config.batch_size} "
           f"of {num_eval} eval examples", flush=True)
 
-    model = compile_model(config, total_steps)
-    model.fit(
-        make_dataset(train_parsed, config, training=True),
-        epochs=config.num_epochs,
-        steps_per_epoch=steps_per_epoch,
-        # The tutorial validates on a fixed 1/validation_sub_splits of the eval split each epoch.
-        validation_data=make_dataset(eval_parsed.take(validation_steps * config.batch_size),
-                                     config, training=False),
-        validation_steps=validation_steps,
-        callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir,
-                                               update_freq="epoch")],
-        verbose=2)
-
+    policy, why = precision.choose(config.precision)
+    print(f"Precision: {policy} ({why})", flush=True)
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = compile_model(config, total_steps)
+        # The tutorial validates on a fixed 1/validation_sub_splits of the eval split.
+        validation = make_dataset(eval_parsed.take(validation_steps * config.batch_size),
+                                  config, training=False)
+        callbacks = [keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir,
+                                                 update_freq="epoch"),
+                     ImageSummaries(fn_args.model_run_dir, validation, validation_steps,
+                                    config.num_classes)]
+        interactive = sys.stdout.isatty()  # a progress bar; logs get one line per epoch
+        model.fit(
+            make_dataset(train_parsed, config, training=True),
+            epochs=config.num_epochs,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=validation,
+            validation_steps=validation_steps,
+            callbacks=callbacks + ([] if interactive else [EpochLine()]),
+            verbose=1 if interactive else 0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    if policy != "float32":  # mixed precision keeps float32 variables: copy them over
+        trained, model = model, build_unet(config)
+        model.set_weights(trained.get_weights())
     model.save(fn_args.serving_model_dir, save_format="tf",
                signatures=export.make_signatures(model, tf_transform_output))
+    precision.write_record(fn_args.serving_model_dir, policy, why)

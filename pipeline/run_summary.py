@@ -35,9 +35,13 @@ class RunSummary:
     metrics: Dict[str, float]  # overall slice, on the test split
     validation_failures: List[str]
 
-    def format(self) -> str:
+    def format(self, components: bool = True) -> str:
+        """The printout; `components=False` leaves out the per-component states (a console
+        that has shown them as they finished)."""
         lines = [f"Run {self.run_id}:"]
-        lines += [f"  {component:32s} {state}" for component, state in self.executions.items()]
+        if components:
+            lines += [f"  {component:32s} {state}"
+                      for component, state in self.executions.items()]
         if self.data_checks:
             checks = self.data_checks
             reasons = ", ".join(f"{r}: {n}" for r, n in sorted(checks["reasons"].items()))

@@ -34,6 +34,8 @@ def smoke_runs(tfds_pets_dir, tmp_path_factory):
     Returns (paths, first run's summary, serving versions after the first run, second summary).
     """
     import os
+    import subprocess
+    import sys
 
     import local_runner
     from pipeline.run_summary import summarize_latest_run
@@ -47,7 +49,12 @@ def smoke_runs(tfds_pets_dir, tmp_path_factory):
     argv = ["--preset", "smoke", "--data-dir", tfds_pets_dir,
             "--pipeline-root", paths["pipeline_root"], "--serving-dir", paths["serving_dir"],
             "--metadata-path", paths["metadata_path"]]
-    assert local_runner.main(argv) == 0
+    # The first run as a user starts it, in its own process, so its console can be checked.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, local_runner.__file__, *argv], env=env,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    paths["first_console"] = done.stdout + done.stderr
     first = summarize_latest_run(paths["metadata_path"])
     first_versions = sorted(os.listdir(paths["serving_dir"]))
     assert local_runner.main(argv) == 0

@@ -119,6 +119,21 @@ def test_too_many_bad_examples_stop_the_run_with_the_counts(tmp_path):
         _quarantine_run(data_root, tmp_path, max_bad_fraction=0.01)
 
 
+def test_the_runner_ends_too_many_bad_examples_with_one_line_and_exit_2(tmp_path, capfd):
+    import local_runner
+
+    records = [_example(f"good_{i}") for i in range(30)] + [
+        _example(f"broken_{i}", image=b"garbage") for i in range(5)]
+    data_root = _write_records(tmp_path / "data", records)
+    code = local_runner.main(["--preset", "smoke", "--data-dir", data_root,
+                              "--pipeline-root", str(tmp_path / "root"),
+                              "--metadata-path", str(tmp_path / "metadata.sqlite")])
+    assert code == 2
+    err = capfd.readouterr().err
+    assert "error: ExampleQuarantine: quarantined 5 of 35 examples" in err
+    assert "Traceback" not in err
+
+
 def test_a_split_left_empty_stops_the_run(tmp_path):
     records = [_example(f"broken_{i}", image=b"garbage") for i in range(12)]
     data_root = _write_records(tmp_path / "data", records)

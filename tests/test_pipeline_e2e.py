@@ -6,6 +6,7 @@ and the Evaluator and Pusher run again because the first run's model is now the 
 """
 import glob
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -77,3 +78,44 @@ def test_a_data_dir_without_tfrecords_fails_before_any_work(tmp_path, capsys):
     assert local_runner.main(["--preset", "smoke", "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert str(tmp_path) in err and "no TFRecord files" in err
+
+
+def test_trainer_used_the_precision_auto_chose_and_recorded_it(smoke_runs):
+    from model_code import precision
+
+    _, first, _, _ = smoke_runs
+    record = precision.read_record(first.pushed_destination)  # travels with the pushed model
+    assert record["precision"] == precision.choose("auto")[0]
+    assert record["precision_reason"].startswith("auto: ")
+    page = open(first.report_path, encoding="utf-8").read()
+    assert f'<span id="precision">{record["precision"]}</span>' in page
+
+
+def test_tensorboard_shows_example_masks_and_the_confusion_matrix(smoke_runs):
+    from model_code.training_display import CONFUSION_TAG, EXAMPLES_TAG
+
+    _, first, _, _ = smoke_runs
+    images = {}
+    for path in glob.glob(os.path.join(first.artifact_uris["ModelRun"], "**", "events.*"),
+                          recursive=True):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "images":
+                    images.setdefault(value.tag, []).append(tf.make_ndarray(value.tensor))
+    assert set(images) == {EXAMPLES_TAG, CONFUSION_TAG}
+    # An image summary holds width, height, then one encoded PNG per picture.
+    examples = images[EXAMPLES_TAG][-1]
+    assert 1 <= len(examples) - 2 <= 4 and examples[2].startswith(b"\x89PNG")
+
+
+def test_the_console_names_each_component_and_shows_no_library_noise(smoke_runs):
+    paths, _, _, _ = smoke_runs
+    console = paths["first_console"]
+    lines = console.splitlines()
+    assert len(lines) <= 60, console
+    for name in ALL:
+        assert re.search(rf"^  {name} +ran +[0-9.]+ s$", console, re.M), name
+    assert re.search(r"^  epoch 1/1: .*val_mean_iou", console, re.M)
+    for noise in ("WARNING", "cuda", "TensorRT", "Instructions for updating", "TFT_OPTIONAL",
+                  "google_auth", "property_predicate", "payload_format", "Traceback"):
+        assert noise not in console, noise

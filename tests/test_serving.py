@@ -89,7 +89,8 @@ def test_predict_command_writes_pngs_and_reports_bad_files(pushed, tmp_path, cap
                          "--out", str(out)])
     assert code == 1
     err = capsys.readouterr().err
-    assert f"{not_image}: not a decodable image" in err
+    assert f"{not_image}: not an image this model reads (JPEG, PNG, GIF or BMP)" in err
+    assert "DecodeImage" not in err and "function_node" not in err
     assert f"{empty}: empty file" in err
     assert "2 of 3 files failed" in err
     mask = np.asarray(Image.open(out / "good_cat_mask.png"))
@@ -121,3 +122,29 @@ def test_model_dir_resolution(tmp_path):
         predict.resolve_model_dir(str(tmp_path / "empty"))
     with pytest.raises(FileNotFoundError, match="no such directory"):
         predict.resolve_model_dir(str(tmp_path / "missing"))
+
+
+def test_formats_tensorflow_cannot_read_are_named_in_words(pushed, tmp_path, capsys):
+    webp = tmp_path / "photo.webp"
+    webp.write_bytes(_encode(_photo(40, 30), "WEBP"))
+    tiff = tmp_path / "scan.tif"
+    tiff.write_bytes(_encode(_photo(40, 30), "TIFF"))
+    heic = tmp_path / "phone.heic"  # the container's first bytes; Pillow cannot write HEIC
+    heic.write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + b"\0" * 64)
+    assert predict.main(["--model", pushed, str(webp), str(tiff), str(heic),
+                         "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert f"{webp}: WebP images are not supported; convert to JPEG or PNG" in err
+    assert f"{tiff}: TIFF images are not supported" in err
+    assert f"{heic}: HEIC/HEIF images are not supported" in err
+
+
+def test_a_sideways_phone_photo_is_segmented_as_displayed(pushed, tmp_path):
+    stored = Image.fromarray(_photo(30, 40))  # stored 40 wide, 30 high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": shown 30 wide, 40 high
+    path = tmp_path / "phone.jpg"
+    stored.save(path, "JPEG", exif=exif.tobytes())
+    assert predict.main(["--model", pushed, str(path), "--out", str(tmp_path / "out")]) == 0
+    mask = Image.open(tmp_path / "out" / "phone_mask.png")
+    assert mask.size == (30, 40)  # (width, height) as any viewer shows the photo
