@@ -77,6 +77,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--vertex-accelerator-count", type=int,
                    default=int(_env("VERTEX_ACCELERATOR_COUNT", "0")),
                    help="[env VERTEX_ACCELERATOR_COUNT]")
+    p.add_argument("--vertex-replica-count", type=int,
+                   default=int(_env("VERTEX_REPLICA_COUNT", "1")),
+                   help="machines training together (synchronous, MultiWorkerMirroredStrategy) "
+                        "[env VERTEX_REPLICA_COUNT, default 1]")
     p.add_argument("--target", choices=sorted(TARGETS), default=_env("PIPELINE_TARGET"),
                    help="vertex: a PipelineJob .json for Vertex AI Pipelines; kubeflow: a "
                         "PipelineSpec .yaml for Kubeflow Pipelines 2.x [env PIPELINE_TARGET; "
@@ -146,7 +150,8 @@ def compile_pipeline(args: argparse.Namespace) -> str:
             project=args.project, region=args.region, image=args.image,
             machine_type=args.vertex_machine_type,
             accelerator_type=args.vertex_accelerator_type,
-            accelerator_count=args.vertex_accelerator_count)
+            accelerator_count=args.vertex_accelerator_count,
+            replica_count=args.vertex_replica_count)
     pipeline = create_pipeline(
         pipeline_name=PIPELINE_NAME,
         pipeline_root=args.pipeline_root,
@@ -219,6 +224,9 @@ def main(argv=None) -> int:
     try:
         get_preset(args.preset, args.epochs, args.precision)
         resolve_target(args)
+        if args.vertex_replica_count < 1:
+            raise ValueError(f"--vertex-replica-count must be at least 1, got "
+                             f"{args.vertex_replica_count}")
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

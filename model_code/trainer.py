@@ -14,18 +14,21 @@ Differences from the tutorial, on purpose:
 The exported model carries the Transform graph and takes raw inputs; its signatures are described
 in model_code.export. Training may run under Keras mixed precision (model_code.precision); the
 exported model is always float32, with the trained weights, so serving and TFMA see no
-difference. The precision used is recorded in the model (model_code.precision.RECORD).
+difference. The precision used is recorded in the model (model_code.precision.RECORD). On
+several workers or GPUs training is synchronous data-parallel (model_code.distribution).
 """
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from typing import List, Tuple
 
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from model_code import export, precision, preprocessing
+from model_code import distribution, export, precision, preprocessing
 from model_code.config import Config
 from model_code.metrics import PixelMeanIoU
 from model_code.training_display import EpochLine, ImageSummaries
@@ -56,9 +59,14 @@ def pixel_weights(mask: tf.Tensor, class_weights) -> tf.Tensor:
     return tf.gather(weights / tf.reduce_sum(weights), mask)
 
 
+def _files(file_patterns) -> List[str]:
+    if isinstance(file_patterns, str):
+        return tf.io.gfile.glob(file_patterns)
+    return [f for pattern in file_patterns for f in tf.io.gfile.glob(pattern)]
+
+
 def _parsed_dataset(file_patterns: List[str], tf_transform_output) -> tf.data.Dataset:
-    files = tf.io.gfile.glob(file_patterns) if isinstance(file_patterns, str) else [
-        f for pattern in file_patterns for f in tf.io.gfile.glob(pattern)]
+    files = _files(file_patterns)
     if not files:
         raise ValueError(f"no transformed examples found at {file_patterns}")
     spec = tf_transform_output.transformed_feature_spec()
@@ -99,8 +107,13 @@ def compile_model(config: Config, total_steps: int) -> keras.Model:
     return model
 
 
-def run_fn(fn_args) -> None:
-    """TFX Trainer entry point (`model_code.trainer.run_fn`)."""
+def run_fn(fn_args) -> keras.Model:
+    """TFX Trainer entry point (`model_code.trainer.run_fn`); returns the exported model.
+
+    Runs under the tf.distribute strategy the environment calls for (model_code.distribution).
+    """
+    # First: multi-worker collectives must be configured before TensorFlow runs any op.
+    strategy = distribution.choose_strategy()
     config = Config.from_custom_config(fn_args.custom_config)
     tf.random.set_seed(config.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
@@ -120,21 +133,26 @@ def run_fn(fn_args) -> None:
           f"steps of {config.batch_size}; validating on {validation_steps * config.batch_size} "
           f"of {num_eval} eval examples", flush=True)
 
+    chief = distribution.is_chief(strategy)
     policy, why = precision.choose(config.precision)
-    print(f"Precision: {policy} ({why})", flush=True)
+    print(f"Precision: {policy} ({why}); {distribution.describe(strategy)}", flush=True)
+    # Only the chief writes into the Trainer's folders (see model_code.distribution).
+    log_dir = fn_args.model_run_dir if chief else tempfile.mkdtemp(prefix="worker_logs_")
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = distribution.shard_policy(
+        len(_files(fn_args.train_files)))
     keras.mixed_precision.set_global_policy(policy)
     try:
-        model = compile_model(config, total_steps)
+        with strategy.scope():
+            model = compile_model(config, total_steps)
         # The tutorial validates on a fixed 1/validation_sub_splits of the eval split.
         validation = make_dataset(eval_parsed.take(validation_steps * config.batch_size),
-                                  config, training=False)
-        callbacks = [keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir,
-                                                 update_freq="epoch"),
-                     ImageSummaries(fn_args.model_run_dir, validation, validation_steps,
-                                    config.num_classes)]
+                                  config, training=False).with_options(options)
+        callbacks = [keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"),
+                     ImageSummaries(log_dir, validation, validation_steps, config.num_classes)]
         interactive = sys.stdout.isatty()  # a progress bar; logs get one line per epoch
         model.fit(
-            make_dataset(train_parsed, config, training=True),
+            make_dataset(train_parsed, config, training=True).with_options(options),
             epochs=config.num_epochs,
             steps_per_epoch=steps_per_epoch,
             validation_data=validation,
@@ -143,9 +161,16 @@ def run_fn(fn_args) -> None:
             verbose=1 if interactive else 0)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    if policy != "float32":  # mixed precision keeps float32 variables: copy them over
-        trained, model = model, build_unet(config)
-        model.set_weights(trained.get_weights())
-    model.save(fn_args.serving_model_dir, save_format="tf",
-               signatures=export.make_signatures(model, tf_transform_output))
-    precision.write_record(fn_args.serving_model_dir, policy, why)
+    # Exported: a plain float32 model with the trained weights (variables are float32 under
+    # mixed precision too), outside any strategy, so saving it involves no other worker.
+    exported = build_unet(config)
+    exported.set_weights(model.get_weights())
+    if chief:
+        exported.save(fn_args.serving_model_dir, save_format="tf",
+                      signatures=export.make_signatures(exported, tf_transform_output))
+        precision.write_record(fn_args.serving_model_dir, policy, why)
+    else:
+        tf.io.gfile.rmtree(log_dir)
+        print("Waiting for the chief's export ...", flush=True)
+        distribution.wait_for_file(os.path.join(fn_args.serving_model_dir, precision.RECORD))
+    return exported

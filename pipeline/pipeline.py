@@ -36,24 +36,26 @@ class VertexTraining:
     machine_type: str = "n1-standard-8"
     accelerator_type: Optional[str] = None  # e.g. "NVIDIA_TESLA_T4"
     accelerator_count: int = 0
+    replica_count: int = 1  # machines; more than one trains synchronously on all of them
 
     def custom_config(self) -> dict:
+        """Vertex AI sets TF_CONFIG on every replica (pool 0: the chief, pool 1: the workers),
+        from which run_fn picks MultiWorkerMirroredStrategy (model_code.distribution)."""
+        if self.replica_count < 1:
+            raise ValueError(f"replica count must be at least 1, got {self.replica_count}")
         machine_spec = {"machine_type": self.machine_type}
         if self.accelerator_type:
             machine_spec.update(accelerator_type=self.accelerator_type,
                                 accelerator_count=max(1, self.accelerator_count))
+        pool = {"machine_spec": machine_spec, "container_spec": {"image_uri": self.image}}
+        pools = [dict(pool, replica_count=1)]
+        if self.replica_count > 1:
+            pools.append(dict(pool, replica_count=self.replica_count - 1))
         vertex = tfx.extensions.google_cloud_ai_platform
         return {
             vertex.ENABLE_VERTEX_KEY: True,
             vertex.VERTEX_REGION_KEY: self.region,
-            vertex.TRAINING_ARGS_KEY: {
-                "project": self.project,
-                "worker_pool_specs": [{
-                    "machine_spec": machine_spec,
-                    "replica_count": 1,
-                    "container_spec": {"image_uri": self.image},
-                }],
-            },
+            vertex.TRAINING_ARGS_KEY: {"project": self.project, "worker_pool_specs": pools},
         }
 
 

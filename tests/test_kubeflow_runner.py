@@ -207,3 +207,19 @@ def test_dockerfile_builds_the_image_the_compiled_spec_expects():
     assert kubeflow_runner.ENTRYPOINT_MODULE in [m.strip() for m in check.split(",")]
     ignored = open(os.path.join(root, ".dockerignore")).read().split()
     assert not any(package in ignored for package in copied)
+
+
+def test_vertex_replica_count_asks_for_a_chief_and_workers(tmp_path):
+    spec = _compile(tmp_path, "--project", "my-project", "--vertex-training",
+                    "--vertex-replica-count", "4")
+    pools = json.loads(_parameter(spec, "Trainer", "custom_config"))[
+        "ai_platform_training_args"]["worker_pool_specs"]
+    assert [pool["replica_count"] for pool in pools] == [1, 3]
+    assert pools[0]["machine_spec"] == pools[1]["machine_spec"]
+    assert {pool["container_spec"]["image_uri"] for pool in pools} == {IMAGE}
+
+
+def test_a_replica_count_below_one_is_refused(capsys):
+    assert kubeflow_runner.main(BASE_ARGS + ["--vertex-training", "--project", "p",
+                                             "--vertex-replica-count", "0"]) == 2
+    assert "--vertex-replica-count must be at least 1" in capsys.readouterr().err
