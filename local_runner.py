@@ -23,6 +23,8 @@ from model_code.precision import PRECISIONS
 from pipeline import console, dataset
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+SYNTHETIC_NOTE = ("This model learned synthetic pets, to show the pipeline working: its masks of "
+                  "real photos mean nothing. Real data: --preset seed --data-dir DIR (README).")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -100,8 +102,7 @@ def main(argv=None) -> int:
     summary = summarize_latest_run(metadata_path)
     print(summary.format(components=args.verbose))
     if not args.data_dir:
-        print("This model learned synthetic pets, to show the pipeline working: its masks of real "
-              "photos mean nothing. Real data: --preset seed --data-dir DIR (README).")
+        print(SYNTHETIC_NOTE)
     if summary.report_path:
         page = publish_report(summary.report_path, os.path.dirname(pipeline_root))
         print(f"Open in a browser:   {page}")

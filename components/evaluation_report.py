@@ -22,6 +22,7 @@ def EvaluationReport(  # noqa: N802 - TFX component names are classes
     quarantine: tfx.dsl.components.InputArtifact[Quarantine],
     report: tfx.dsl.components.OutputArtifact[HtmlReport],
     split: tfx.dsl.components.Parameter[str] = "test",
+    note: tfx.dsl.components.Parameter[str] = "",
 ) -> None:
     write_page(ReportInputs(
         evaluation_uri=evaluation.uri,
@@ -31,5 +32,6 @@ def EvaluationReport(  # noqa: N802 - TFX component names are classes
         examples_uri=examples.uri,
         quarantine_uri=quarantine.uri,
         split=split,
+        note=note,
     ), report.uri)
     report.set_int_custom_property("blessed", int(bool(read_blessing(blessing.uri))))

@@ -49,6 +49,7 @@ class ReportInputs:
     title: str = ""  # e.g. the run id
     pushed: Optional[bool] = None  # None: not known when the report is written
     pushed_destination: Optional[str] = None
+    note: str = ""  # said first, e.g. that the data was synthetic
 
 
 def slice_metrics(eval_result) -> Dict[Tuple, Dict[str, float]]:
@@ -419,6 +420,7 @@ def render(run: ReportInputs) -> str:
                f'({html.escape(trained["precision_reason"])}).') if trained else ""
     body = "".join([
         f"<h1>{html.escape(title)}</h1>",
+        f'<p id="note" class="bad"><b>{html.escape(run.note)}</b></p>' if run.note else "",
         f"<p>Evaluation <code>{html.escape(run.evaluation_uri)}</code>; generated "
         f"{generated}.{trained}</p>",
         _verdict_section(run, read_blessing(run.blessing_uri), overall,

@@ -118,6 +118,7 @@ def create_pipeline(
     enable_cache: bool = True,
     vertex_training: Optional[VertexTraining] = None,
     resolve_baseline: bool = True,
+    report_note: str = "",
 ) -> tfx.dsl.Pipeline:
     """Builds the pipeline. `data_root` is a folder of Oxford-Pets TFRecords (TFDS format).
 
@@ -125,7 +126,7 @@ def create_pipeline(
     Evaluator), which is how they scale out to Dataflow, Flink or Spark.
     `resolve_baseline=False` leaves out the latest-blessed-model Resolver, for orchestrators that
     cannot run one (Kubeflow Pipelines' open-source backend); the Evaluator then gates on the
-    absolute thresholds only.
+    absolute thresholds only. `report_note` is said first in the evaluation report.
     """
     data = data_components(data_root, config)
     examples = data.quarantine.outputs["clean_examples"]
@@ -172,7 +173,8 @@ def create_pipeline(
         model_run=trainer.outputs["model_run"],
         examples=examples,
         quarantine=data.quarantine.outputs["quarantine"],
-        split=EVAL_SPLIT)
+        split=EVAL_SPLIT,
+        note=report_note)
 
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,

@@ -169,3 +169,24 @@ def test_bad_data_dirs_fail_before_any_heavy_work(tmp_path, capsys, make, messag
     assert message in err and str(folder) in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "root").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--preset", "smoke", "--epochs", "0"], "epochs must be at least 1, got 0"),
+])
+def test_settings_that_cannot_work_end_in_one_line_and_exit_2(argv, message, capsys):
+    import local_runner
+
+    assert local_runner.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: {message}"
+
+
+def test_predict_without_a_model_in_the_serving_dir_exits_2(tmp_path, capsys):
+    from model_code import predict
+
+    (tmp_path / "serving").mkdir()
+    assert predict.main(["--model", str(tmp_path / "serving"), "x.jpg", "--out",
+                         str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().startswith("error: --model") and "no SavedModel" in err

@@ -74,3 +74,16 @@ def test_report_command_names_a_missing_store(tmp_path, capsys):
     code = report.main(["--pipeline-root", str(tmp_path / "root"), "--out", str(tmp_path)])
     assert code == 2
     assert "no ML Metadata store" in capsys.readouterr().err
+
+
+def test_a_note_is_said_first(smoke_runs):
+    import local_runner
+    from components.report_page import render
+    from pipeline.report import report_inputs
+
+    _, first, _, _ = smoke_runs
+    inputs = report_inputs(first)
+    inputs.note = local_runner.SYNTHETIC_NOTE
+    page = render(inputs)
+    assert page.index('id="note"') < page.index('id="verdict"')
+    assert "learned synthetic pets" in page
