@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime
-import glob
 import html
 import io
 import json
@@ -51,6 +50,8 @@ class ReportInputs:
     pushed_destination: Optional[str] = None
     note: str = ""  # said first, e.g. that the data was synthetic
 
+
+# ---------------------------------------------------------------- reading the run's artifacts
 
 def slice_metrics(eval_result) -> Dict[Tuple, Dict[str, float]]:
     """A TFMA EvalResult's numbers: slice key (() or (("species", 1),)) -> metric -> value."""
@@ -113,8 +114,6 @@ def read_data_checks(quarantine_uri: Optional[str]) -> Optional[dict]:
             "reasons": summary["reasons"], "uri": quarantine_uri}
 
 
-# ---------------------------------------------------------------- reading the run's artifacts
-
 def _thresholds(eval_result) -> List[Tuple[str, str, object]]:
     """(metric name, kind, threshold proto) for every configured threshold."""
     rows = []
@@ -135,8 +134,10 @@ def _curves(log_dir: str) -> Dict[str, Dict[str, List[Tuple[int, float]]]]:
     import tensorflow as tf
 
     curves: Dict[str, Dict[str, List[Tuple[int, float]]]] = {}
-    for path in sorted(glob.glob(os.path.join(log_dir, "**", "events.out.tfevents.*"),
-                                 recursive=True)):
+    # gfile, not glob: inside the pipeline the folders may be gs:// URIs.
+    paths = sorted(os.path.join(folder, name) for folder, _, names in tf.io.gfile.walk(log_dir)
+                   for name in names if name.startswith("events.out.tfevents."))
+    for path in paths:
         phase = os.path.basename(os.path.dirname(path))
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
@@ -155,7 +156,7 @@ def _gallery(model_dir: str, examples_dir: str, split: str, limit: int = 200):
     """Applies the candidate to up to `limit` test examples; returns per-example records."""
     import tensorflow as tf
 
-    files = sorted(glob.glob(os.path.join(examples_dir, f"Split-{split}", "*")))
+    files = sorted(tf.io.gfile.glob(os.path.join(examples_dir, f"Split-{split}", "*")))
     if not files:
         return []
     model = tf.saved_model.load(model_dir)
@@ -403,19 +404,20 @@ window.addEventListener('load', function () {
 def render(run: ReportInputs) -> str:
     """The whole page, as one string."""
     import tensorflow_model_analysis as tfma
+    from tfx.utils import path_utils
 
     eval_result = tfma.load_eval_result(run.evaluation_uri)
     slices = slice_metrics(eval_result)
     overall = slices.get((), {})
     num_classes = sum(1 for name in CLASS_NAMES if metrics.iou_name(name) in overall) or 3
     has_baseline = any(name.endswith("_diff") for name in overall)
-    items = (_gallery(os.path.join(run.model_uri, "Format-Serving"), run.examples_uri, run.split)
-             if run.model_uri and run.examples_uri else [])
+    serving_dir = path_utils.serving_model_dir(run.model_uri) if run.model_uri else None
+    items = (_gallery(serving_dir, run.examples_uri, run.split)
+             if serving_dir and run.examples_uri else [])
     curves = _curves(run.model_run_uri) if run.model_run_uri else {}
     title = f"U-Net pet segmentation — evaluation{' of run ' + run.title if run.title else ''}"
     generated = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    trained = precision.read_record(os.path.join(run.model_uri, "Format-Serving")) \
-        if run.model_uri else None
+    trained = precision.read_record(serving_dir) if serving_dir else None
     trained = (f' Trained in <span id="precision">{html.escape(trained["precision"])}</span> '
                f'({html.escape(trained["precision_reason"])}).') if trained else ""
     body = "".join([

@@ -62,7 +62,9 @@ def describe(strategy: tf.distribute.Strategy) -> str:
     # Public names: the multi-worker class is CollectiveAllReduceStrategy inside TensorFlow.
     names = ((tf.distribute.MultiWorkerMirroredStrategy, "MultiWorkerMirroredStrategy"),
              (tf.distribute.MirroredStrategy, "MirroredStrategy"))
-    name = next((label for cls, label in names if isinstance(strategy, cls)), "one device")
+    name = next((label for cls, label in names if isinstance(strategy, cls)), None)
+    if name is None:
+        return "training on one device"
     return f"{name} with {strategy.num_replicas_in_sync} replica(s){where}"
 
 

@@ -15,7 +15,9 @@ Three ways in, one output (`<data_dir>/oxford_iiit_pet/4.0.0/oxford_iiit_pet-{tr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
+import io
 import os
 import shutil
 import sys
@@ -156,7 +158,10 @@ def prepare_synthetic(data_dir: str, num_examples: int, seed: int = 0) -> str:
 
     archive_dir = os.path.join(data_dir, "archives")
     synthetic_pets.write_archives(archive_dir, num_examples, seed=seed)
-    out = prepare_from_archives(archive_dir, data_dir)
+    # TFDS prints "Downloading and preparing dataset Unknown size ..." unconditionally; nothing
+    # is downloaded here, so that line would only mislead.
+    with contextlib.redirect_stdout(io.StringIO()):
+        out = prepare_from_archives(archive_dir, data_dir)
     shutil.rmtree(os.path.join(data_dir, "downloads"), ignore_errors=True)  # TFDS's extractions
     return out
 

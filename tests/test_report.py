@@ -87,3 +87,30 @@ def test_a_note_is_said_first(smoke_runs):
     page = render(inputs)
     assert page.index('id="note"') < page.index('id="verdict"')
     assert "learned synthetic pets" in page
+
+
+def _copy_tree(source, target):
+    import tensorflow as tf
+
+    for folder, _, names in tf.io.gfile.walk(source):
+        for name in names:
+            relative = os.path.relpath(os.path.join(folder, name), source)
+            tf.io.gfile.makedirs(os.path.dirname(os.path.join(target, relative)))
+            tf.io.gfile.copy(os.path.join(folder, name), os.path.join(target, relative))
+
+
+def test_the_report_reads_artifacts_through_tensorflow_filesystems(smoke_runs):
+    """On a cluster the artifact folders are gs:// URIs; TensorFlow's in-memory filesystem
+    (ram://) stands in for them, as Python's own file functions cannot read either."""
+    from components import report_page
+
+    _, first, _, _ = smoke_runs
+    examples = first.inputs["Evaluator"]["examples"]
+    _copy_tree(first.outputs["Trainer"]["model_run"], "ram://report-test/model_run")
+    _copy_tree(examples, "ram://report-test/examples")
+    curves = report_page._curves("ram://report-test/model_run")  # noqa: SLF001
+    assert {"epoch_loss", "epoch_mean_iou"} <= set(curves)
+    serving = os.path.join(first.outputs["Trainer"]["model"], "Format-Serving")
+    remote = report_page._gallery(serving, "ram://report-test/examples", "test")  # noqa: SLF001
+    local = report_page._gallery(serving, examples, "test")  # noqa: SLF001
+    assert len(remote) == len(local) > 0
