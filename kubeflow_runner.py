@@ -37,6 +37,11 @@ def _env(name: str, default: Optional[str] = None) -> Optional[str]:
     return os.environ.get(name) or default
 
 
+def _int_env(name: str) -> Optional[int]:
+    value = _env(name)
+    return int(value) if value else None
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -61,6 +66,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--precision", choices=PRECISIONS, default=_env("PRECISION"),
                    help="training precision; auto (the presets' default) picks mixed precision "
                         "where the training machine computes it natively [env PRECISION]")
+    p.add_argument("--tune", action="store_true", default=_env("TUNE", "") == "1",
+                   help="add TFX's Tuner before the Trainer (the preset's tuning section) "
+                        "[env TUNE=1]")
+    p.add_argument("--tune-trials", type=int, default=_int_env("TUNE_TRIALS"),
+                   help="with --tune: trials to run [env TUNE_TRIALS, default: the preset's]")
+    p.add_argument("--tune-epochs", type=int, default=_int_env("TUNE_EPOCHS"),
+                   help="with --tune: epochs per trial [env TUNE_EPOCHS, default: the preset's]")
     p.add_argument("--beam-runner", choices=BEAM_RUNNERS,
                    default=_env("BEAM_RUNNER", "DirectRunner"),
                    help="runner for the Beam components [env BEAM_RUNNER, default DirectRunner]")
@@ -157,7 +169,9 @@ def compile_pipeline(args: argparse.Namespace) -> str:
         pipeline_root=args.pipeline_root,
         data_root=args.data_root,
         serving_dir=args.serving_dir or f"{args.pipeline_root.rstrip('/')}/serving_model",
-        config=get_preset(args.preset, args.epochs, args.precision),
+        config=get_preset(args.preset, args.epochs, args.precision, args.tune_trials,
+                          args.tune_epochs),
+        tune=args.tune,
         beam_pipeline_args=beam_pipeline_args(args),
         vertex_training=vertex,
         # Kubeflow Pipelines' compiler rejects resolver steps ("resolver executors not
@@ -222,7 +236,10 @@ def main(argv=None) -> int:
               "see --help)", file=sys.stderr)
         return 2
     try:
-        get_preset(args.preset, args.epochs, args.precision)
+        get_preset(args.preset, args.epochs, args.precision, args.tune_trials, args.tune_epochs)
+        if (args.tune_trials or args.tune_epochs) and not args.tune:
+            raise ValueError("--tune-trials and --tune-epochs set the Tuner's budget; "
+                             "add --tune to run it")
         resolve_target(args)
         if args.vertex_replica_count < 1:
             raise ValueError(f"--vertex-replica-count must be at least 1, got "

@@ -2,6 +2,7 @@
 
     python local_runner.py                       # demo preset on synthetic pets, offline
     python local_runner.py --preset seed --data-dir data/real   # the tutorial, on real data
+    python local_runner.py --tune                # first search hyperparameters with TFX's Tuner
 
 With no --data-dir, a synthetic dataset in TFDS's on-disk format is written first if missing.
 A --data-dir is read through once before anything else runs, so a wrong folder, a truncated file
@@ -20,7 +21,7 @@ import sys
 
 from model_code.config import PRESETS, get_preset
 from model_code.precision import PRECISIONS
-from pipeline import console, dataset
+from pipeline import beam_options, console, dataset
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SYNTHETIC_NOTE = ("This model learned synthetic pets, to show the pipeline working: its masks of "
@@ -42,8 +43,19 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "version; default: outputs/<preset>/serving_model")
     parser.add_argument("--metadata-path", help="ML Metadata SQLite file; "
                         "default: outputs/<preset>/metadata.sqlite")
+    parser.add_argument("--tune", action="store_true",
+                        help="add TFX's Tuner: search the learning rates and U-Net width "
+                             "(the preset's tuning section), then train with the best")
+    parser.add_argument("--tune-trials", type=int, metavar="N",
+                        help="with --tune: trials to run (default: the preset's)")
+    parser.add_argument("--tune-epochs", type=int, metavar="N",
+                        help="with --tune: epochs per trial (default: the preset's)")
+    parser.add_argument("--beam-mode", choices=beam_options.MODES, default="auto",
+                        help="Beam DirectRunner: in_memory (one process) or multi_processing "
+                             "(one worker per CPU); auto picks by the input's size")
     parser.add_argument("--beam-arg", action="append", default=[],
-                        help="extra Beam pipeline argument (repeatable)")
+                        help="extra Beam pipeline argument (repeatable); these come last, so "
+                             "they win over --beam-mode's (e.g. --beam-arg=--runner=FlinkRunner)")
     parser.add_argument("--verbose", action="store_true",
                         help="show every library's logs (TensorFlow, TFX, Beam) as they come")
     return parser.parse_args(argv)
@@ -59,14 +71,20 @@ def main(argv=None) -> int:
     metadata_path = os.path.abspath(args.metadata_path or os.path.join(out, "metadata.sqlite"))
 
     try:
-        config = get_preset(args.preset, args.epochs, args.precision)
+        if (args.tune_trials or args.tune_epochs) and not args.tune:
+            raise ValueError("--tune-trials and --tune-epochs set the Tuner's budget; "
+                             "add --tune to run it")
+        config = get_preset(args.preset, args.epochs, args.precision, args.tune_trials,
+                            args.tune_epochs)
         if args.data_dir:
             data_root = dataset.find_tfrecord_dir(args.data_dir)
-            dataset.check_tfrecords(data_root)
+            examples = dataset.check_tfrecords(data_root)
         else:
             data_root = dataset.ensure_synthetic(
                 os.path.join(HERE, "data", f"synthetic_{config.synthetic_examples}"),
                 config.synthetic_examples)
+            examples = config.synthetic_examples
+        beam_mode, beam_why = beam_options.choose(args.beam_mode, examples)
     except ValueError as err:  # DataDirError included
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -75,21 +93,14 @@ def main(argv=None) -> int:
     from tfx import v1 as tfx
 
     from components.example_quarantine import DataQualityError
-    from pipeline.pipeline import PIPELINE_NAME, create_pipeline
+    from pipeline.pipeline import PIPELINE_NAME
     from pipeline.run_summary import summarize_latest_run
 
     os.makedirs(os.path.dirname(metadata_path), exist_ok=True)
     print(f"Pipeline {PIPELINE_NAME}, preset {args.preset}, data {data_root}", flush=True)
-    pipeline = create_pipeline(
-        pipeline_name=PIPELINE_NAME,
-        pipeline_root=pipeline_root,
-        data_root=data_root,
-        serving_dir=serving_dir,
-        config=config,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            metadata_path),
-        beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1",
-                            *args.beam_arg])
+    print(f"Beam: DirectRunner {beam_mode} ({beam_why})", flush=True)
+    pipeline = build_pipeline(args, config, data_root, beam_mode, pipeline_root, serving_dir,
+                              metadata_path)
     progress = None if args.verbose else console.ComponentProgress().attach()
     try:
         tfx.orchestration.LocalDagRunner().run(pipeline)
@@ -107,6 +118,26 @@ def main(argv=None) -> int:
         page = publish_report(summary.report_path, os.path.dirname(pipeline_root))
         print(f"Open in a browser:   {page}")
     return 0
+
+
+def build_pipeline(args: argparse.Namespace, config, data_root: str, beam_mode: str,
+                   pipeline_root: str, serving_dir: str, metadata_path: str):
+    """The pipeline this runner runs: pipeline.create_pipeline with the local choices."""
+    from tfx import v1 as tfx
+
+    from pipeline.pipeline import PIPELINE_NAME, create_pipeline
+
+    return create_pipeline(
+        pipeline_name=PIPELINE_NAME,
+        pipeline_root=pipeline_root,
+        data_root=data_root,
+        serving_dir=serving_dir,
+        config=config,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            metadata_path),
+        beam_pipeline_args=[*beam_options.direct_runner_args(beam_mode), *args.beam_arg],
+        report_note="" if args.data_dir else SYNTHETIC_NOTE,
+        tune=args.tune)
 
 
 def publish_report(report_path: str, folder: str) -> str:

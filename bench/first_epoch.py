@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 
+import result_file
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
@@ -93,9 +95,8 @@ def main(argv=None) -> int:
                          "fixed_cost_s": first - second, "runs": results}
         print(f"  {side:6s} first epoch {first:5.1f} s, second {second:5.1f} s, "
               f"fixed cost {first - second:5.1f} s")
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "first_epoch.json"), "w") as f:
-        json.dump({"cpu": cpu, "preset": args.preset, "sides": summary}, f, indent=2)
+    result_file.save(args.out, "first_epoch.json",
+                      {"cpu": cpu, "preset": args.preset, "sides": summary})
     return 0
 
 

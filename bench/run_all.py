@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 
+import result_file
 import trainer_bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -143,11 +144,7 @@ def main(argv=None) -> int:
               f"  {row['gflops']:6.1f} GFLOP/s ({100 * row['share_of_matmul_peak']:.0f} % of "
               f"its matmul peak)  {row['ratio_to_tutorial']:.2f}x tutorial  "
               f"peak RSS {row['peak_rss_mb']:.0f} MB")
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "results.json")
-    with open(path, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"\nwritten: {path}")
+    result_file.save(args.out, "results.json", results)
     return 0
 
 

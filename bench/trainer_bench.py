@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 
+import result_file
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
@@ -131,12 +133,9 @@ def main(argv=None) -> int:
         print(f"  {name:17s} ({row['precision']:14s}) {row['median_images_per_s']:6.1f} images/s"
               f"  [{row['min']:.1f}-{row['max']:.1f}]  {row['ratio_to_tutorial']:.2f}x tutorial"
               f"  peak RSS {row['peak_rss_mb']:.0f} MB")
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "trainer.json")
-    with open(path, "w") as f:
-        json.dump({"cpu": cpu, "matmul_peak_gflops": peaks, "preset": args.preset,
-                   "seconds": args.seconds, "sides": sides}, f, indent=2)
-    print(f"written: {path}")
+    result_file.save(args.out, "trainer.json", {
+        "cpu": cpu, "matmul_peak_gflops": peaks, "preset": args.preset,
+        "seconds": args.seconds, "sides": sides})
     return 0
 
 

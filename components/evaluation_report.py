@@ -23,6 +23,7 @@ def EvaluationReport(  # noqa: N802 - TFX component names are classes
     report: tfx.dsl.components.OutputArtifact[HtmlReport],
     split: tfx.dsl.components.Parameter[str] = "test",
     note: tfx.dsl.components.Parameter[str] = "",
+    tuner_results: tfx.dsl.components.InputArtifact[standard_artifacts.TunerResults] = None,
 ) -> None:
     write_page(ReportInputs(
         evaluation_uri=evaluation.uri,
@@ -33,5 +34,6 @@ def EvaluationReport(  # noqa: N802 - TFX component names are classes
         quarantine_uri=quarantine.uri,
         split=split,
         note=note,
+        tuner_results_uri=tuner_results.uri if tuner_results else None,
     ), report.uri)
     report.set_int_custom_property("blessed", int(bool(read_blessing(blessing.uri))))

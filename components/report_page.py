@@ -32,6 +32,7 @@ from model_code.labels import BREEDS, CLASS_NAMES, SPECIES
 GALLERY_SIZE = 6
 HEADLINE = (metrics.PIXEL_ACCURACY, metrics.MEAN_IOU)
 QUARANTINE_SUMMARY = "summary.json"
+TUNER_RESULTS = "tuner_results.json"  # the name TFX's Tuner executor writes its trials under
 
 
 @dataclasses.dataclass
@@ -49,6 +50,7 @@ class ReportInputs:
     pushed: Optional[bool] = None  # None: not known when the report is written
     pushed_destination: Optional[str] = None
     note: str = ""  # said first, e.g. that the data was synthetic
+    tuner_results_uri: Optional[str] = None  # the Tuner's trials, when the run was tuned
 
 
 # ---------------------------------------------------------------- reading the run's artifacts
@@ -112,6 +114,17 @@ def read_data_checks(quarantine_uri: Optional[str]) -> Optional[dict]:
         summary = json.load(f)
     return {"checked": summary["checked"], "quarantined": summary["quarantined"],
             "reasons": summary["reasons"], "uri": quarantine_uri}
+
+
+def read_tuner_results(tuner_results_uri: Optional[str]) -> Optional[List[dict]]:
+    """The Tuner's completed trials, best first: {"trial_id", "score", <hyperparameters>}."""
+    import tensorflow as tf
+
+    path = os.path.join(tuner_results_uri or "", TUNER_RESULTS)
+    if not tuner_results_uri or not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
 
 
 def _thresholds(eval_result) -> List[Tuple[str, str, object]]:
@@ -269,6 +282,27 @@ def _data_section(checks: Optional[dict]) -> str:
             f'reasons in <code>{html.escape(checks["uri"])}</code>).</p>{table}</section>')
 
 
+def _tuning_section(trials: Optional[List[dict]], used: Optional[dict]) -> str:
+    if not trials:
+        return ""
+    names = [key for key in trials[0] if key not in ("trial_id", "score")]
+    rows = []
+    for trial in trials:
+        cells = [html.escape(str(trial["trial_id"])), _fmt(trial["score"])]
+        cells += [f"{trial[name]:.3g}" if isinstance(trial[name], float)
+                  else html.escape(str(trial[name])) for name in names]
+        rows.append(cells)
+    used_text = ""
+    if used:
+        used_text = (" The Trainer trained with " + ", ".join(
+            f"{html.escape(name)} = {value:.3g}" if isinstance(value, float)
+            else f"{html.escape(name)} = {html.escape(str(value))}"
+            for name, value in used.items()) + ".")
+    return (f'<section><h2>Tuning</h2><p id="tuning">{len(trials)} trials, best first, scored '
+            f'by the best validation mean IoU of their short training.{used_text}</p>'
+            f'{_table(["trial", "validation mean IoU", *names], rows, "trials")}</section>')
+
+
 def _metric_names(num_classes: int) -> List[str]:
     names = list(HEADLINE)
     for class_name in CLASS_NAMES[:num_classes]:
@@ -417,9 +451,9 @@ def render(run: ReportInputs) -> str:
     curves = _curves(run.model_run_uri) if run.model_run_uri else {}
     title = f"U-Net pet segmentation — evaluation{' of run ' + run.title if run.title else ''}"
     generated = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    trained = precision.read_record(serving_dir) if serving_dir else None
-    trained = (f' Trained in <span id="precision">{html.escape(trained["precision"])}</span> '
-               f'({html.escape(trained["precision_reason"])}).') if trained else ""
+    record = precision.read_record(serving_dir) if serving_dir else None
+    trained = (f' Trained in <span id="precision">{html.escape(record["precision"])}</span> '
+               f'({html.escape(record["precision_reason"])}).') if record else ""
     body = "".join([
         f"<h1>{html.escape(title)}</h1>",
         f'<p id="note" class="bad"><b>{html.escape(run.note)}</b></p>' if run.note else "",
@@ -429,6 +463,8 @@ def render(run: ReportInputs) -> str:
                          _thresholds(eval_result), has_baseline,
                          validation_failures(run.evaluation_uri)),
         _data_section(read_data_checks(run.quarantine_uri)),
+        _tuning_section(read_tuner_results(run.tuner_results_uri),
+                        (record or {}).get("hyperparameters")),
         _overall_section(overall, num_classes, has_baseline),
         _confusion_section(overall, num_classes),
         _slice_section(slices, num_classes),

@@ -48,6 +48,34 @@ def unet_output_size(input_size: int, num_blocks: int) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
+class Tuning:
+    """The Tuner's search (runners' --tune): space and budget. Not in the tutorial.
+
+    The learning-rate schedule searched is geometric: its i-th value is
+    `learning_rate * lr_decay**i`, with as many values as `lr_schedule_values` has.
+    """
+
+    max_trials: int = 8
+    epochs_per_trial: int = 5
+    learning_rate: Tuple[float, float] = (1e-4, 3e-3)  # log-uniform between these
+    lr_decay: Tuple[float, float] = (0.05, 0.5)  # log-uniform between these
+    num_filters_start: Tuple[int, ...] = (16, 32, 64)  # one of these
+
+    def __post_init__(self):
+        if self.max_trials < 1 or self.epochs_per_trial < 1:
+            raise ValueError("tuning needs at least 1 trial of at least 1 epoch, got "
+                             f"{self.max_trials} trials of {self.epochs_per_trial} epochs")
+        for name in ("learning_rate", "lr_decay"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"tuning.{name} must be (low, high) with 0 < low <= high, "
+                                 f"got ({low}, {high})")
+        if not self.num_filters_start or min(self.num_filters_start) < 1:
+            raise ValueError("tuning.num_filters_start needs positive filter counts, got "
+                             f"{self.num_filters_start}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """Everything a run needs to know. Defaults are the tutorial's `configuration()`."""
 
@@ -83,6 +111,9 @@ class Config:
     min_pixel_accuracy: float = 0.7
     max_mean_iou_regression: float = 0.01
 
+    # Hyperparameter search, used only when a runner is given --tune.
+    tuning: Tuning = Tuning()
+
     def __post_init__(self):
         if len(self.lr_schedule_values) != len(self.lr_schedule_fractions) + 1:
             raise ValueError("lr_schedule_values needs exactly one more entry than "
@@ -112,6 +143,11 @@ class Config:
             values = {name: values[name] for name in fields}
         return {CUSTOM_CONFIG_KEY: values}
 
+    def without_tuning(self) -> Tuple[str, ...]:
+        """Every field but `tuning`: what the Trainer receives, so that a changed search budget
+        does not invalidate its cache (the search's outcome reaches it as hyperparameters)."""
+        return tuple(f.name for f in dataclasses.fields(self) if f.name != "tuning")
+
     @classmethod
     def from_custom_config(cls, custom_config: Optional[Dict[str, Any]]) -> "Config":
         if not custom_config or CUSTOM_CONFIG_KEY not in custom_config:
@@ -125,12 +161,20 @@ class Config:
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown configuration keys: {sorted(unknown)}")
-        fixed = {}
-        for key, value in values.items():
-            if isinstance(value, list):  # JSON round trips turn tuples into lists
-                value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
-            fixed[key] = value
+        fixed = _tuples(values)
+        if isinstance(fixed.get("tuning"), dict):
+            tuning = fixed["tuning"]
+            known = {f.name for f in dataclasses.fields(Tuning)}
+            if set(tuning) - known:
+                raise ValueError(f"unknown tuning keys: {sorted(set(tuning) - known)}")
+            fixed["tuning"] = Tuning(**_tuples(tuning))
         return cls(**fixed)
+
+
+def _tuples(values: Dict[str, Any]) -> Dict[str, Any]:
+    """JSON round trips turn tuples into lists; this turns them back."""
+    return {key: tuple(tuple(v) if isinstance(v, list) else v for v in value)
+            if isinstance(value, list) else value for key, value in values.items()}
 
 
 SEED = Config()
@@ -148,6 +192,8 @@ DEMO = dataclasses.replace(
     synthetic_examples=1000,
     min_mean_iou=0.6,
     min_pixel_accuracy=0.8,
+    tuning=Tuning(max_trials=6, epochs_per_trial=4, learning_rate=(3e-4, 1e-2),
+                  num_filters_start=(8, 16, 32)),
 )
 
 # Tiny, for tests: every component runs, nothing is expected to be learned.
@@ -162,14 +208,16 @@ SMOKE = dataclasses.replace(
     min_mean_iou=0.0,
     min_pixel_accuracy=0.0,
     max_mean_iou_regression=1.0,
+    tuning=Tuning(max_trials=2, epochs_per_trial=1, num_filters_start=(4, 8)),
 )
 
 PRESETS: Dict[str, Config] = {"seed": SEED, "demo": DEMO, "smoke": SMOKE}
 
 
-def get_preset(name: str, epochs: Optional[int] = None, precision: Optional[str] = None
-               ) -> Config:
-    """A preset by name, optionally with epochs and precision overridden (runners' flags)."""
+def get_preset(name: str, epochs: Optional[int] = None, precision: Optional[str] = None,
+               trials: Optional[int] = None, epochs_per_trial: Optional[int] = None) -> Config:
+    """A preset by name, optionally with epochs, precision and the search budget overridden
+    (runners' flags)."""
     try:
         config = PRESETS[name]
     except KeyError:
@@ -180,4 +228,9 @@ def get_preset(name: str, epochs: Optional[int] = None, precision: Optional[str]
         config = dataclasses.replace(config, num_epochs=epochs)
     if precision is not None:
         config = dataclasses.replace(config, precision=precision)
+    budget = {name: value for name, value in (("max_trials", trials),
+                                              ("epochs_per_trial", epochs_per_trial))
+              if value is not None}
+    if budget:
+        config = dataclasses.replace(config, tuning=dataclasses.replace(config.tuning, **budget))
     return config

@@ -65,13 +65,14 @@ def choose(requested: str, flags: Optional[Iterable[str]] = None,
     return "float32", "auto: no GPU, CPU without native bfloat16"
 
 
-def write_record(model_dir: str, policy: str, reason: str) -> None:
+def write_record(model_dir: str, policy: str, reason: str, **more) -> None:
+    """Writes the training record: the precision, why, and `more` (JSON-able) beside them."""
     import tensorflow as tf
 
     path = os.path.join(model_dir, RECORD)
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.gfile.GFile(path, "w") as f:
-        json.dump({"precision": policy, "precision_reason": reason}, f)
+        json.dump({"precision": policy, "precision_reason": reason, **more}, f)
 
 
 def read_record(model_dir: str) -> Optional[dict]:

@@ -19,16 +19,17 @@ several workers or GPUs training is synchronous data-parallel (model_code.distri
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import tempfile
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from model_code import distribution, export, precision, preprocessing
+from model_code import distribution, export, hyperparameters, precision, preprocessing
 from model_code.config import Config
 from model_code.metrics import PixelMeanIoU
 from model_code.training_display import EpochLine, ImageSummaries
@@ -107,60 +108,103 @@ def compile_model(config: Config, total_steps: int) -> keras.Model:
     return model
 
 
-def run_fn(fn_args) -> keras.Model:
-    """TFX Trainer entry point (`model_code.trainer.run_fn`); returns the exported model.
+@dataclasses.dataclass
+class TrainingData:
+    """Transform's train and eval examples, parsed, with the step counts derived from them."""
 
-    Runs under the tf.distribute strategy the environment calls for (model_code.distribution).
-    """
-    # First: multi-worker collectives must be configured before TensorFlow runs any op.
-    strategy = distribution.choose_strategy()
-    config = Config.from_custom_config(fn_args.custom_config)
-    tf.random.set_seed(config.seed)
-    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    train: tf.data.Dataset
+    eval: tf.data.Dataset
+    num_train: int
+    num_eval: int
+    steps_per_epoch: int
+    validation_steps: int
+    train_files: int
 
-    train_parsed = _parsed_dataset(fn_args.train_files, tf_transform_output)
-    eval_parsed = _parsed_dataset(fn_args.eval_files, tf_transform_output)
-    num_train, num_eval = count_examples(train_parsed), count_examples(eval_parsed)
+    def describe(self, config: Config, epochs: int) -> str:
+        return (f"Training on {self.num_train} examples: {epochs} epoch{'s' * (epochs != 1)} x "
+                f"{self.steps_per_epoch} steps of {config.batch_size}; validating on "
+                f"{self.validation_steps * config.batch_size} of {self.num_eval} eval examples")
+
+
+def load_data(fn_args, config: Config, tf_transform_output) -> TrainingData:
+    """Reads the splits TFX names in `fn_args` (Trainer's and Tuner's alike)."""
+    train = _parsed_dataset(fn_args.train_files, tf_transform_output)
+    evaluation = _parsed_dataset(fn_args.eval_files, tf_transform_output)
+    num_train, num_eval = count_examples(train), count_examples(evaluation)
     if num_train < config.batch_size:
         raise ValueError(f"the train split has {num_train} examples, fewer than one batch of "
                          f"{config.batch_size}; use a smaller --preset or more data")
     if num_eval == 0:
         raise ValueError("the eval split is empty; the data needs more examples")
-    steps_per_epoch = num_train // config.batch_size
-    total_steps = steps_per_epoch * config.num_epochs
-    validation_steps = max(1, num_eval // config.batch_size // config.validation_sub_splits)
-    print(f"Training on {num_train} examples: {config.num_epochs} epochs x {steps_per_epoch} "
-          f"steps of {config.batch_size}; validating on {validation_steps * config.batch_size} "
-          f"of {num_eval} eval examples", flush=True)
+    return TrainingData(
+        train=train, eval=evaluation, num_train=num_train, num_eval=num_eval,
+        steps_per_epoch=num_train // config.batch_size,
+        validation_steps=max(1, num_eval // config.batch_size // config.validation_sub_splits),
+        train_files=len(_files(fn_args.train_files)))
+
+
+def fit(config: Config, data: TrainingData, log_dir: str, policy: str,
+        strategy: Optional[tf.distribute.Strategy] = None, show: bool = True):
+    """Builds, compiles and trains the U-Net under `policy`; returns (model, keras History).
+
+    `show=False` (the Tuner's trials) writes no pictures to TensorBoard and prints nothing.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    total_steps = data.steps_per_epoch * config.num_epochs
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = distribution.shard_policy(
+        data.train_files)
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        with strategy.scope():
+            model = compile_model(config, total_steps)
+        # The tutorial validates on a fixed 1/validation_sub_splits of the eval split.
+        validation = make_dataset(data.eval.take(data.validation_steps * config.batch_size),
+                                  config, training=False).with_options(options)
+        callbacks = [keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch")]
+        if show:
+            callbacks.append(ImageSummaries(log_dir, validation, data.validation_steps,
+                                            config.num_classes))
+        interactive = show and sys.stdout.isatty()  # a progress bar; else a line per epoch
+        history = model.fit(
+            make_dataset(data.train, config, training=True).with_options(options),
+            epochs=config.num_epochs,
+            steps_per_epoch=data.steps_per_epoch,
+            validation_data=validation,
+            validation_steps=data.validation_steps,
+            callbacks=callbacks + ([EpochLine()] if show and not interactive else []),
+            verbose=1 if interactive else 0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    return model, history
+
+
+def run_fn(fn_args) -> keras.Model:
+    """TFX Trainer entry point (`model_code.trainer.run_fn`); returns the exported model.
+
+    Runs under the tf.distribute strategy the environment calls for (model_code.distribution).
+    With a Tuner upstream, its best hyperparameters replace the configured ones
+    (model_code.hyperparameters) and are recorded in the model with the configuration used.
+    """
+    # First: multi-worker collectives must be configured before TensorFlow runs any op.
+    strategy = distribution.choose_strategy()
+    tuned = hyperparameters.values_of(fn_args.hyperparameters)
+    config = hyperparameters.apply(Config.from_custom_config(fn_args.custom_config), tuned)
+    tf.random.set_seed(config.seed)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    data = load_data(fn_args, config, tf_transform_output)
+    print(data.describe(config, config.num_epochs), flush=True)
+    if tuned:
+        print("Hyperparameters from the Tuner: " + ", ".join(
+            f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}"
+            for name, value in tuned.items()), flush=True)
 
     chief = distribution.is_chief(strategy)
     policy, why = precision.choose(config.precision)
     print(f"Precision: {policy} ({why}); {distribution.describe(strategy)}", flush=True)
     # Only the chief writes into the Trainer's folders (see model_code.distribution).
     log_dir = fn_args.model_run_dir if chief else tempfile.mkdtemp(prefix="worker_logs_")
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = distribution.shard_policy(
-        len(_files(fn_args.train_files)))
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        with strategy.scope():
-            model = compile_model(config, total_steps)
-        # The tutorial validates on a fixed 1/validation_sub_splits of the eval split.
-        validation = make_dataset(eval_parsed.take(validation_steps * config.batch_size),
-                                  config, training=False).with_options(options)
-        callbacks = [keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"),
-                     ImageSummaries(log_dir, validation, validation_steps, config.num_classes)]
-        interactive = sys.stdout.isatty()  # a progress bar; logs get one line per epoch
-        model.fit(
-            make_dataset(train_parsed, config, training=True).with_options(options),
-            epochs=config.num_epochs,
-            steps_per_epoch=steps_per_epoch,
-            validation_data=validation,
-            validation_steps=validation_steps,
-            callbacks=callbacks + ([] if interactive else [EpochLine()]),
-            verbose=1 if interactive else 0)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    model, _ = fit(config, data, log_dir, policy, strategy)
     # Exported: a plain float32 model with the trained weights (variables are float32 under
     # mixed precision too), outside any strategy, so saving it involves no other worker.
     exported = build_unet(config)
@@ -168,7 +212,8 @@ def run_fn(fn_args) -> keras.Model:
     if chief:
         exported.save(fn_args.serving_model_dir, save_format="tf",
                       signatures=export.make_signatures(exported, tf_transform_output))
-        precision.write_record(fn_args.serving_model_dir, policy, why)
+        precision.write_record(fn_args.serving_model_dir, policy, why,
+                               hyperparameters=tuned, config=config.to_dict())
     else:
         tf.io.gfile.rmtree(log_dir)
         print("Waiting for the chief's export ...", flush=True)

@@ -1,8 +1,8 @@
 """The pipeline's DAG, built in one function that every runner uses.
 
 ImportExampleGen -> ExampleQuarantine -> StatisticsGen -> SchemaGen -> ExampleValidator
--> Transform -> Trainer -> (Resolver: latest blessed model) -> Evaluator -> Pusher,
-and EvaluationReport (the HTML report, as an artifact) after the Evaluator.
+-> Transform -> [Tuner, with --tune] -> Trainer -> (Resolver: latest blessed model) -> Evaluator
+-> Pusher, and EvaluationReport (the HTML report, as an artifact) after the Evaluator.
 
 Component code is referenced by installed module paths (`model_code.trainer.run_fn`, ...), not by
 `module_file`, so it resolves the same way from any working directory and in a container image.
@@ -17,6 +17,7 @@ from tfx import v1 as tfx
 from components.atomic_pusher import AtomicPusher
 from components.evaluation_report import EvaluationReport
 from components.example_quarantine import ExampleQuarantine
+from components.search_tuner import SearchTuner
 from model_code.config import PREPROCESSING_FIELDS, Config
 from pipeline.dataset import TFRECORD_PATTERN
 from pipeline.evaluation import EVAL_SPLIT, eval_config
@@ -24,6 +25,7 @@ from pipeline.evaluation import EVAL_SPLIT, eval_config
 PIPELINE_NAME = "pets-unet-segmentation"
 PREPROCESSING_FN = "model_code.preprocessing.preprocessing_fn"
 RUN_FN = "model_code.trainer.run_fn"
+TUNER_FN = "model_code.tuner.tuner_fn"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +121,7 @@ def create_pipeline(
     vertex_training: Optional[VertexTraining] = None,
     resolve_baseline: bool = True,
     report_note: str = "",
+    tune: bool = False,
 ) -> tfx.dsl.Pipeline:
     """Builds the pipeline. `data_root` is a folder of Oxford-Pets TFRecords (TFDS format).
 
@@ -127,13 +130,26 @@ def create_pipeline(
     `resolve_baseline=False` leaves out the latest-blessed-model Resolver, for orchestrators that
     cannot run one (Kubeflow Pipelines' open-source backend); the Evaluator then gates on the
     absolute thresholds only. `report_note` is said first in the evaluation report.
+    `tune=True` adds TFX's Tuner (`config.tuning`), whose best hyperparameters the Trainer uses.
     """
     data = data_components(data_root, config)
     examples = data.quarantine.outputs["clean_examples"]
     schema = data.schema_gen.outputs["schema"]
     transform = data.transform
 
-    trainer_class, trainer_config = tfx.components.Trainer, config.as_custom_config()
+    train_args = tfx.proto.TrainArgs(splits=["train"])
+    eval_args = tfx.proto.EvalArgs(splits=["eval"])
+    tuner = SearchTuner(  # TFX's Tuner, keeping its trials' logs
+        tuner_fn=TUNER_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema,
+        train_args=train_args,
+        eval_args=eval_args,
+        custom_config=config.as_custom_config()).with_id("Tuner") if tune else None
+
+    trainer_class = tfx.components.Trainer
+    trainer_config = config.as_custom_config(config.without_tuning())
     if vertex_training:
         trainer_class = tfx.extensions.google_cloud_ai_platform.Trainer
         trainer_config.update(vertex_training.custom_config())
@@ -142,8 +158,9 @@ def create_pipeline(
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema,
-        train_args=tfx.proto.TrainArgs(splits=["train"]),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
+        train_args=train_args,
+        eval_args=eval_args,
         custom_config=trainer_config)
 
     model_resolver = tfx.dsl.Resolver(
@@ -174,13 +191,14 @@ def create_pipeline(
         examples=examples,
         quarantine=data.quarantine.outputs["quarantine"],
         split=EVAL_SPLIT,
-        note=report_note)
+        note=report_note,
+        tuner_results=tuner.outputs["tuner_results"] if tuner else None)
 
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=[*data, trainer, *([model_resolver] if model_resolver else []), evaluator,
-                    pusher, report],
+        components=[*data, *([tuner] if tuner else []), trainer,
+                    *([model_resolver] if model_resolver else []), evaluator, pusher, report],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or [])

@@ -34,6 +34,7 @@ def report_inputs(summary: RunSummary) -> ReportInputs:
         examples_uri=summary.inputs.get("Evaluator", {}).get("examples"),
         quarantine_uri=summary.outputs.get("ExampleQuarantine", {}).get("quarantine"),
         split=EVAL_SPLIT,
+        tuner_results_uri=summary.outputs.get("Tuner", {}).get("tuner_results"),
         title=summary.run_id,
         pushed=bool(summary.pushed),
         pushed_destination=summary.pushed_destination if summary.pushed else None)

@@ -13,7 +13,9 @@ from typing import Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
 
-from components.report_page import read_data_checks, slice_metrics, validation_failures
+from components.report_page import (read_data_checks, read_tuner_results, slice_metrics,
+                                    validation_failures)
+from components.search_tuner import trials_logdir
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
@@ -34,6 +36,7 @@ class RunSummary:
     data_checks: Optional[dict]  # ExampleQuarantine: checked, quarantined, reasons, uri
     metrics: Dict[str, float]  # overall slice, on the test split
     validation_failures: List[str]
+    trials: Optional[List[dict]] = None  # the Tuner's, best first, when the run was tuned
 
     def format(self, components: bool = True) -> str:
         """The printout; `components=False` leaves out the per-component states (a console
@@ -48,6 +51,12 @@ class RunSummary:
             lines.append(f"Data checks: {checks['checked']} examples checked, "
                          f"{checks['quarantined']} quarantined" +
                          (f" ({reasons}; see {checks['uri']})" if reasons else ""))
+        if self.trials:
+            best = self.trials[0]
+            values = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in best.items() if k not in ("trial_id", "score"))
+            lines.append(f"Tuning: best of {len(self.trials)} trials: {values} (validation "
+                         f"mean IoU {best['score']:.4f}); the Trainer used these")
         if self.metrics:
             lines.append("Test-split metrics (TFMA, overall; change vs blessed baseline):")
             for name in HEADLINE_METRICS:
@@ -66,6 +75,10 @@ class RunSummary:
                             ("TensorBoard logs:", "ModelRun")):
             if kind in self.artifact_uris:
                 lines.append(f"{label:20s} {self.artifact_uris[kind]}")
+        tuner_results = self.outputs.get("Tuner", {}).get("tuner_results")
+        if tuner_results:
+            lines.append(f"{'Trials (HParams):':20s} "
+                         f"tensorboard --logdir {trials_logdir(tuner_results)}")
         if self.report_path:
             lines.append(f"{'Evaluation report:':20s} {self.report_path}")
         return "\n".join(lines)
@@ -155,5 +168,6 @@ def summarize_run(metadata_path: str, run_id: Optional[str] = None) -> RunSummar
         data_checks=data_checks,
         metrics=overall_metrics(evaluation_uri) if evaluation_uri else {},
         validation_failures=validation_failures(evaluation_uri) if evaluation_uri else [],
+        trials=read_tuner_results(outputs.get("Tuner", {}).get("tuner_results")),
     )
 

@@ -71,10 +71,24 @@ def test_component_code_is_referenced_by_installed_module_path(default_spec):
     assert trainer_config["pets_unet_config"]["num_filters_start"] == SEED.num_filters_start
 
 
-def test_local_default_beam_args_reach_the_beam_components(default_spec):
-    for task in ("StatisticsGen", "Transform", "Evaluator"):
-        args = _executor(default_spec, task)["args"]
-        assert "--direct_running_mode=multi_processing" in args, task
+def test_tune_puts_tfx_tuner_between_transform_and_trainer(default_spec, tmp_path):
+    assert "Tuner" not in default_spec["root"]["dag"]["tasks"]
+    assert "hyperparameters" not in default_spec["root"]["dag"]["tasks"]["Trainer"]["inputs"][
+        "artifacts"]
+    spec = _compile(tmp_path, "--tune", "--tune-trials", "5", "--tune-epochs", "2")
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks["Tuner"]["dependentTasks"]) == {"Transform", "SchemaGen"}
+    assert "Tuner" in tasks["Trainer"]["dependentTasks"]
+    handed = tasks["Trainer"]["inputs"]["artifacts"]["hyperparameters"]["taskOutputArtifact"]
+    assert handed == {"producerTask": "Tuner", "outputArtifactKey": "best_hyperparameters"}
+    trials = tasks["EvaluationReport"]["inputs"]["artifacts"]["tuner_results"]
+    assert trials["taskOutputArtifact"]["producerTask"] == "Tuner"
+    assert _parameter(spec, "Tuner", "tuner_fn") == "model_code.tuner.tuner_fn"
+    assert "components.search_tuner.SearchTunerExecutor" in _executor(spec, "Tuner")["args"]
+    tuning = json.loads(_parameter(spec, "Tuner", "custom_config"))["pets_unet_config"]["tuning"]
+    assert (tuning["max_trials"], tuning["epochs_per_trial"]) == (5, 2)
+    trainer = json.loads(_parameter(spec, "Trainer", "custom_config"))["pets_unet_config"]
+    assert "tuning" not in trainer  # a new budget does not invalidate the Trainer's cache
 
 
 def test_dataflow_and_vertex_training_are_wired_where_configured(tmp_path):

@@ -1,0 +1,49 @@
+"""The local runner's Beam DirectRunner mode: in-memory for small inputs, parallel for large.
+
+Beam's DirectRunner runs a pipeline either in this process (`in_memory`, one worker, nothing to
+start) or across worker processes (`multi_processing`, `--direct_num_workers` of them), which
+costs seconds per step to start and ship data but uses every core. On 2 cores (bench/README.md,
+bench/beam_modes.py) the data steps took 2.3x as long multi-processing on 1,000 examples, 1.18x
+on 7,349 (Oxford Pets' size) and 0.84x on 22,047: `MULTI_PROCESSING_FROM` sits at the crossing.
+Machines with more cores gain more from workers; that was not measured here. Other runners (Dataflow, Flink, Spark) take their own
+options through --beam-arg.
+"""
+from __future__ import annotations
+
+import os
+from typing import List, Optional, Tuple
+
+MODES = ("auto", "in_memory", "multi_processing")
+# Examples from which multi_processing beats in_memory on a 2-core machine (bench/README.md).
+MULTI_PROCESSING_FROM = 12_000
+
+
+def cores() -> int:
+    """CPUs this process may run on (a container's limit, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def choose(mode: str, examples: Optional[int], cpus: Optional[int] = None) -> Tuple[str, str]:
+    """(mode, why) for `mode` in MODES; `examples` is the input's size, None when unknown."""
+    if mode not in MODES:
+        raise ValueError(f"unknown Beam mode {mode!r}; choose one of {', '.join(MODES)}")
+    if mode != "auto":
+        return mode, "asked for"
+    cpus = cpus or cores()
+    if cpus < 2:
+        return "in_memory", "one CPU"
+    if examples is None or examples < MULTI_PROCESSING_FROM:
+        return "in_memory", f"fewer than {MULTI_PROCESSING_FROM:,} examples"
+    return "multi_processing", f"{examples:,} examples, {cpus} CPUs"
+
+
+def direct_runner_args(mode: str, cpus: Optional[int] = None) -> List[str]:
+    """DirectRunner options for a mode chosen by `choose`."""
+    if mode == "in_memory":
+        return ["--runner=DirectRunner", "--direct_running_mode=in_memory",
+                "--direct_num_workers=1"]
+    return ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
+            f"--direct_num_workers={cpus or cores()}"]
