@@ -13,7 +13,8 @@ else, and preprocessing cannot drift from training.
          full_resolution_class_ids int64[B, H, W]     class ids at each image's own resolution,
                                                       padded with -1 to the batch's largest image
          mask_png_bytes            string[B]          the full-resolution class ids as a PNG
-  transform_features(examples)  -> Transform's outputs (image, mask); TFMA uses it for labels.
+  transform_features(examples)  -> Transform's outputs (image pixels as bytes, mask); TFMA uses
+                                   it for labels.
 
 The m x m map covers the whole image frame (see model_code.preprocessing), so the full-resolution
 mask is a nearest-neighbour resize of it onto the original height and width.
@@ -62,7 +63,9 @@ def make_signatures(model: keras.Model, tf_transform_output) -> dict:
 
     def scores_from_raw(raw_features):
         transformed = model.tft_layer(raw_features)
-        logits = model(transformed[preprocessing.TRANSFORMED_IMAGE_KEY], training=False)
+        images = preprocessing.decode_pixels(transformed[preprocessing.TRANSFORMED_IMAGE_KEY],
+                                             model.input_shape[1])
+        logits = model(images, training=False)
         return tf.nn.softmax(logits, axis=-1)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])

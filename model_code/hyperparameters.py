@@ -24,6 +24,20 @@ def define(hp, tuning: Tuning) -> None:
     hp.Choice(NUM_FILTERS_START, list(tuning.num_filters_start))
 
 
+def configured(config: Config) -> Dict[str, Any]:
+    """The configuration's own point in the search space: its first learning rate, the decay
+    that goes from its first to its last value in as many steps, its filters; each moved to the
+    nearest value the space allows."""
+    tuning, schedule = config.tuning, config.lr_schedule_values
+    decay = (schedule[-1] / schedule[0]) ** (1 / (len(schedule) - 1)) if len(schedule) > 1 else 1
+    return {
+        LEARNING_RATE: min(max(schedule[0], tuning.learning_rate[0]), tuning.learning_rate[1]),
+        LR_DECAY: min(max(decay, tuning.lr_decay[0]), tuning.lr_decay[1]),
+        NUM_FILTERS_START: min(tuning.num_filters_start,
+                               key=lambda n: abs(n - config.num_filters_start)),
+    }
+
+
 def values_of(hyperparameters: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     """The values in TFX's `fn_args.hyperparameters` (a KerasTuner HyperParameters config,
     `{"space": [...], "values": {...}}`), or {} when the Trainer got none."""

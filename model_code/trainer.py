@@ -86,7 +86,8 @@ def count_examples(dataset: tf.data.Dataset) -> int:
 def make_dataset(parsed: tf.data.Dataset, config: Config, training: bool) -> tf.data.Dataset:
     """(image, mask, pixel weights) batches; shuffled, augmented and repeated when training."""
     image_key, mask_key = preprocessing.TRANSFORMED_IMAGE_KEY, preprocessing.TRANSFORMED_MASK_KEY
-    ds = parsed.map(lambda f: (f[image_key], f[mask_key])).cache()
+    ds = parsed.map(lambda f: (preprocessing.decode_image_pixels(f[image_key], config.input_size),
+                               f[mask_key]), num_parallel_calls=tf.data.AUTOTUNE).cache()
     if training:
         ds = ds.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True)
         ds = ds.repeat().map(random_flip_pair, num_parallel_calls=tf.data.AUTOTUNE)

@@ -7,7 +7,7 @@ import tensorflow as tf
 from PIL import Image
 
 from model_code.config import SMOKE
-from model_code.preprocessing import preprocessing_fn
+from model_code.preprocessing import decode_pixels, preprocessing_fn
 
 
 def _png(array: np.ndarray, mode: str) -> bytes:
@@ -22,7 +22,8 @@ def _run(images, masks):
         "segmentation_mask": tf.constant([[b] for b in masks]),
     }
     out = preprocessing_fn(batch, SMOKE.as_custom_config())
-    return out["image"].numpy(), out["mask"].numpy()
+    assert out["image"].dtype == tf.string  # pixels as bytes; the model decodes them
+    return decode_pixels(out["image"], SMOKE.input_size).numpy(), out["mask"].numpy()
 
 
 @pytest.fixture
@@ -80,3 +81,12 @@ def test_png_bytes_and_jpeg_bytes_decode_alike(trimap_120):
     Image.fromarray(rgb).save(jpeg, "JPEG", quality=100)
     image, _ = _run([_png(rgb, "RGB"), jpeg.getvalue()], [_png(trimap_120, "L")] * 2)
     np.testing.assert_allclose(image[0], image[1], atol=3 / 255)
+
+
+def test_stored_pixels_come_back_as_the_floats_they_round_to():
+    from model_code.preprocessing import encode_pixels
+
+    floats = tf.random.stateless_uniform([2, 100, 100, 3], seed=[1, 2])
+    encoded = encode_pixels(floats)
+    assert encoded.shape == (2,) and len(encoded[0].numpy()) < 100 * 100 * 3 + 64
+    np.testing.assert_allclose(decode_pixels(encoded, 100), floats, atol=0.5 / 255 + 1e-7)

@@ -89,6 +89,19 @@ def test_a_note_is_said_first(smoke_runs):
     assert "learned synthetic pets" in page
 
 
+@pytest.mark.parametrize("data_dir", [None, "my_pets"])
+def test_local_runs_on_synthetic_pets_pass_the_note_to_the_report_step(data_dir, tmp_path):
+    import local_runner
+    from model_code.config import get_preset
+
+    args = local_runner.parse_args(["--data-dir", data_dir] if data_dir else [])
+    pipeline = local_runner.build_pipeline(
+        args, get_preset("smoke"), str(tmp_path / "data"), "in_memory", str(tmp_path / "root"),
+        str(tmp_path / "serving"), str(tmp_path / "metadata.sqlite"))
+    step = next(c for c in pipeline.components if c.id == "EvaluationReport")
+    assert step.exec_properties["note"] == ("" if data_dir else local_runner.SYNTHETIC_NOTE)
+
+
 def _copy_tree(source, target):
     import tensorflow as tf
 

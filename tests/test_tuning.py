@@ -5,6 +5,7 @@ pets; it checks that the Trainer trained with the best trial's values and that t
 the run summary, the evaluation report, and TensorBoard's HParams dashboard, asked of a real
 TensorBoard server over HTTP.
 """
+import dataclasses
 import json
 import os
 import re
@@ -44,6 +45,13 @@ def test_searched_values_set_the_schedule_and_the_width():
     assert tuned.lr_schedule_values == pytest.approx((1e-3, 1e-4, 1e-5, 1e-6))
     moved = hyperparameters.apply(SMOKE, {"learning_rate": 6e-4})  # the configured shape, moved
     assert moved.lr_schedule_values == pytest.approx((6e-4, 2e-4, 2e-5, 2e-6))
+    demo = get_preset("demo")  # 2e-3 -> 1e-4 in 3 steps; 16 filters
+    assert hyperparameters.configured(demo) == pytest.approx(
+        {"learning_rate": 2e-3, "lr_decay": (1e-4 / 2e-3) ** (1 / 3), "num_filters_start": 16})
+    narrow = dataclasses.replace(demo, tuning=Tuning(learning_rate=(1e-3, 1e-3),
+                                                     num_filters_start=(8, 32)))
+    assert hyperparameters.configured(narrow)["learning_rate"] == 1e-3  # nearest allowed
+    assert hyperparameters.configured(narrow)["num_filters_start"] == 8
     config = {"space": [], "values": {**values, "tuner/trial_id": "3"}}  # what TFX hands over
     assert hyperparameters.values_of(config) == values
     assert hyperparameters.values_of(None) == {}
@@ -73,6 +81,9 @@ def test_the_trainer_trains_with_the_best_trials_values(tuned_run):
     assert summary.trials[0] == best
     searched = {name: best[name] for name in hyperparameters.SEARCHED}
     assert searched["num_filters_start"] in SMOKE.tuning.num_filters_start
+    first = next(trial for trial in summary.trials if int(trial["trial_id"]) == 0)
+    assert {name: first[name] for name in hyperparameters.SEARCHED} == pytest.approx(
+        hyperparameters.configured(SMOKE))  # the search starts from the configuration
 
     record = precision.read_record(summary.pushed_destination)  # travels with the model
     assert record["hyperparameters"] == searched
