@@ -1,6 +1,6 @@
 """ExampleQuarantine: checks every example before Transform and sets bad ones aside.
 
-Real Oxford-Pets data, and users' own TFRecords, hold undecodable or empty images, masks with
+Real Oxford-Pets data, and users' own TFRecords, hold undecodable, empty or huge images, masks with
 values outside the trimap's {1, 2, 3}, masks whose size differs from their image, and examples
 without an image or mask. Transform would crash on them deep inside Beam, or train on garbage.
 This component decodes each example the way Transform will (3-channel image, 1-channel PNG mask)
@@ -53,6 +53,16 @@ def check_example(serialized: bytes) -> Optional[str]:
     mask_bytes = features[MASK_KEY].bytes_list.value[0]
     if not image_bytes:
         return "empty image"
+    from model_code.config import DEFAULT_MAX_IMAGE_PIXELS
+    from model_code.image_input import header_size
+
+    try:  # from the header, before a decompression bomb is decoded
+        height, width = (int(v) for v in header_size(image_bytes).numpy())
+    except tf.errors.InvalidArgumentError:
+        return "undecodable image"
+    if height * width > DEFAULT_MAX_IMAGE_PIXELS:
+        return (f"image of {width}x{height} pixels over the limit of "
+                f"{DEFAULT_MAX_IMAGE_PIXELS / 1e6:g} megapixels")
     try:
         image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
     except (tf.errors.InvalidArgumentError, ValueError):
@@ -78,6 +88,8 @@ def reason_category(reason: str) -> str:
         return "mask size differs from image size"
     if reason.startswith("mask values outside"):
         return "mask values outside {1,2,3}"
+    if reason.startswith("image of "):
+        return "image over the size limit"
     return reason
 
 

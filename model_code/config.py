@@ -16,6 +16,10 @@ CUSTOM_CONFIG_KEY = "pets_unet_config"
 # What Transform depends on. Passing it only these keeps its cache valid when training settings
 # (epochs, learning rates, ...) change.
 PREPROCESSING_FIELDS = ("input_size", "input_channels", "num_unet_blocks")
+# Largest image the served model and the predict commands take, checked from the file's header
+# before decoding. Today's phone cameras write 12 to 50 megapixels (50 MP: 8160x6120) and 108 MP
+# in full-sensor modes (12032x9024); larger ones (200 MP modes, decompression bombs) are refused.
+DEFAULT_MAX_IMAGE_PIXELS = 120_000_000
 
 
 def unet_output_size(input_size: int, num_blocks: int) -> int:
@@ -111,6 +115,10 @@ class Config:
     min_pixel_accuracy: float = 0.7
     max_mean_iou_regression: float = 0.01
 
+    # Serving: the largest image accepted (pixels), see DEFAULT_MAX_IMAGE_PIXELS. Not in the
+    # tutorial, which reads only its own dataset.
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+
     # Hyperparameter search, used only when a runner is given --tune.
     tuning: Tuning = Tuning()
 
@@ -122,6 +130,8 @@ class Config:
             raise ValueError(f"class_weights has {len(self.class_weights)} entries for "
                              f"{self.num_classes} classes")
         unet_output_size(self.input_size, self.num_unet_blocks)  # validates the geometry
+        if self.max_image_pixels < 1:
+            raise ValueError(f"max_image_pixels must be positive, got {self.max_image_pixels}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of "
                              f"{', '.join(PRECISIONS)}")

@@ -5,8 +5,13 @@
 
 For each IMAGE it writes `<name>_mask.png` (class ids at the image's own resolution: 0 pet,
 1 background, 2 border) and `<name>_panels.png` (input, [true mask,] predicted mask, overlay).
-Given the serving directory it uses the newest pushed version. A file that cannot be read as an
-image is reported by name, with the reason in words, and skipped; the exit status is then 1.
+Images from several folders keep their folders below DIR (relative to the folder they share),
+and two images whose names differ only in their extension keep it (`cat_jpg_mask.png`), so no
+output overwrites another. Given the serving directory it uses the newest pushed version.
+
+A file that cannot be segmented (not an image, a format TensorFlow cannot read, larger than the
+model's image-size limit) is reported by name with the reason in words and skipped; the others
+are still segmented and the exit status is then 1. Argument and model errors exit 2.
 
 Photos are segmented as people see them: a JPEG's EXIF orientation tag (how phones store upright
 photos taken sideways) is applied first, so the mask and the figure line up with the photo in any
@@ -18,7 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -26,40 +31,8 @@ SAVED_MODEL = "saved_model.pb"
 READABLE = "JPEG, PNG, GIF or BMP"
 
 
-def unsupported_format(data: bytes) -> Optional[str]:
-    """A plain-words reason for common photo formats TensorFlow cannot decode, else None."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WebP"
-    if data[4:8] == b"ftyp":
-        brand = data[8:12]
-        if brand in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"):
-            return "HEIC/HEIF"
-        if brand in (b"avif", b"avis"):
-            return "AVIF"
-    if data[:4] in (b"II*\0", b"MM\0*"):
-        return "TIFF"
-    return None
-
-
-def upright(data: bytes) -> bytes:
-    """The bytes of the image as displayed: a JPEG with an EXIF rotation is turned upright (and
-    re-encoded losslessly as PNG); everything else is returned unchanged."""
-    if data[:2] != b"\xff\xd8":
-        return data
-    import io
-
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.getexif().get(0x0112, 1) in (1, None):  # Orientation: as stored
-                return data
-            turned = ImageOps.exif_transpose(image).convert("RGB")
-    except (OSError, ValueError):  # not readable by Pillow either: TensorFlow will say so
-        return data
-    out = io.BytesIO()
-    turned.save(out, "PNG")
-    return out.getvalue()
+class UsageError(Exception):
+    """An argument names nothing usable: the model, the output folder, the trimap folder."""
 
 
 def resolve_model_dir(path: str) -> str:
@@ -67,14 +40,23 @@ def resolve_model_dir(path: str) -> str:
     if os.path.isfile(os.path.join(path, SAVED_MODEL)):
         return path
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"--model {path}: no such directory")
+        raise UsageError(f"--model {path}: no such directory")
     versions = [name for name in os.listdir(path)
                 if os.path.isfile(os.path.join(path, name, SAVED_MODEL))]
     if not versions:
-        raise FileNotFoundError(f"--model {path}: no SavedModel in it or in a version folder")
+        raise UsageError(f"--model {path}: no SavedModel in it or in a version folder")
     newest = max(versions, key=lambda name: (name.isdigit(), int(name) if name.isdigit() else 0,
                                              name))
     return os.path.join(path, newest)
+
+
+def model_limit(model_dir: str) -> int:
+    """The image-size limit the model was exported with (its training record), else today's."""
+    from model_code import precision
+    from model_code.config import DEFAULT_MAX_IMAGE_PIXELS
+
+    record = precision.read_record(model_dir) or {}
+    return int(record.get("config", {}).get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS))
 
 
 class Segmenter:
@@ -85,52 +67,82 @@ class Segmenter:
 
         self._tf = tf
         self.model_dir = resolve_model_dir(model_dir)
-        self._model = tf.saved_model.load(self.model_dir)
-        self._serve = self._model.signatures["serving_images"]
+        try:
+            self._model = tf.saved_model.load(self.model_dir)
+            self._serve = self._model.signatures["serving_images"]
+            self.max_pixels = model_limit(self.model_dir)
+        except KeyError:
+            raise UsageError(f"--model {self.model_dir}: this SavedModel has no serving_images "
+                             "signature; is it a model this pipeline pushed?") from None
+        except Exception as err:  # TensorFlow raises many kinds for a damaged SavedModel
+            reason = (getattr(err, "message", None) or str(err) or type(err).__name__)
+            raise UsageError(f"--model {self.model_dir}: not a loadable SavedModel "
+                             f"({reason.splitlines()[0][:200]})") from None
 
     def segment(self, data: bytes) -> Tuple[np.ndarray, np.ndarray]:
-        """Returns (image [H, W, 3] uint8, class ids [H, W]); ValueError for a non-image."""
+        """Returns (image [H, W, 3] uint8, class ids [H, W]); ValueError in words for a file
+        it cannot segment."""
+        from model_code import image_input
+
         tf = self._tf
-        if not data:
-            raise ValueError("empty file")
-        kind = unsupported_format(data)
-        if kind:
-            raise ValueError(f"{kind} images are not supported; convert to JPEG or PNG")
-        data = upright(data)
+        image_input.check(data, self.max_pixels)
+        data = image_input.upright(data)
         try:
             image = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
-        except (tf.errors.InvalidArgumentError, ValueError):
+        except (tf.errors.InvalidArgumentError, ValueError) as err:
+            if "size too large" in str(err):
+                raise ValueError("too large for TensorFlow's PNG decoder (512 MiB decoded at "
+                                 "most); downscale it") from None
             raise ValueError(f"not an image this model reads ({READABLE}), or a damaged "
                              "one") from None
         if image.size == 0:
             raise ValueError(f"zero-sized image ({image.shape[1]}x{image.shape[0]})")
         out = self._serve(images=tf.constant([data]))
-        height, width = out["image_size"].numpy()[0]
-        return image, out["full_resolution_class_ids"].numpy()[0, :height, :width]
+        class_ids = tf.io.decode_png(out["mask_png_bytes"][0]).numpy()[..., 0]
+        return image, class_ids
+
+
+def output_names(paths: List[str]) -> Dict[str, str]:
+    """Each input path -> its output name below --out, without `_mask.png`: the path relative to
+    the inputs' common folder, without its extension unless two inputs would then collide."""
+    absolute = [os.path.abspath(path) for path in paths]
+    common = os.path.commonpath([os.path.dirname(path) for path in absolute])
+    relative = [os.path.relpath(path, common) for path in absolute]
+    stems = [os.path.splitext(path)[0] for path in relative]
+    names = {}
+    for path, rel, stem in zip(paths, relative, stems):
+        ext = os.path.splitext(rel)[1]
+        names[path] = stem if stems.count(stem) == 1 else f"{stem}_{ext.lstrip('.')}"
+    return names
 
 
 def _true_mask(mask_dir: Optional[str], stem: str) -> Optional[np.ndarray]:
+    """The trimap for `stem` as class ids, None when there is none; ValueError when unreadable."""
     if not mask_dir:
         return None
     path = os.path.join(mask_dir, stem + ".png")
     if not os.path.isfile(path):
         return None
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
-    return np.asarray(Image.open(path)).astype(np.int64) - 1  # trimap 1..3 -> class ids 0..2
+    try:
+        with Image.open(path) as trimap:
+            if trimap.format != "PNG":
+                raise ValueError(f"{path} is a {trimap.format}, not a PNG trimap")
+            return np.asarray(trimap).astype(np.int64) - 1  # trimap 1..3 -> class ids 0..2
+    except (OSError, UnidentifiedImageError):
+        raise ValueError(f"{path} is not a readable PNG trimap") from None
 
 
 def predict_files(segmenter: Segmenter, paths: List[str], out_dir: str,
                   true_mask_dir: Optional[str] = None) -> List[Tuple[str, str]]:
-    """Writes outputs for every readable image; returns (path, reason) for the others."""
+    """Writes outputs for every image it can segment; returns (path, reason) for the others."""
     from PIL import Image
 
     from model_code.visualize import four_panels
 
-    os.makedirs(out_dir, exist_ok=True)
     failures = []
-    for path in paths:
-        stem = os.path.splitext(os.path.basename(path))[0]
+    for path, name in output_names(paths).items():
         try:
             with open(path, "rb") as f:
                 data = f.read()
@@ -140,11 +152,34 @@ def predict_files(segmenter: Segmenter, paths: List[str], out_dir: str,
             failures.append((path, reason))
             print(f"error: {path}: {reason}", file=sys.stderr)
             continue
-        Image.fromarray(class_ids.astype(np.uint8)).save(os.path.join(out_dir, f"{stem}_mask.png"))
-        four_panels(image, class_ids, _true_mask(true_mask_dir, stem)).save(
-            os.path.join(out_dir, f"{stem}_panels.png"))
-        print(f"{path}: {os.path.join(out_dir, stem)}_{{mask,panels}}.png")
+        stem = os.path.splitext(os.path.basename(path))[0]
+        try:
+            truth = _true_mask(true_mask_dir, stem)
+        except ValueError as err:
+            print(f"warning: {err}; the figure is drawn without it", file=sys.stderr)
+            truth = None
+        if truth is not None and truth.shape != class_ids.shape:
+            print(f"warning: the trimap of {path} is {truth.shape[1]}x{truth.shape[0]}, the "
+                  f"image {class_ids.shape[1]}x{class_ids.shape[0]}; the figure is drawn "
+                  "without it", file=sys.stderr)
+            truth = None
+        target = os.path.join(out_dir, name)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        Image.fromarray(class_ids.astype(np.uint8)).save(f"{target}_mask.png")
+        four_panels(image, class_ids, truth).save(f"{target}_panels.png")
+        print(f"{path}: {target}_{{mask,panels}}.png")
     return failures
+
+
+def _check_out_dir(out_dir: str) -> None:
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise UsageError(f"--out {out_dir} is a file; name a folder (it is created if missing)")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"--out {out_dir}: cannot create it ({err.strerror})") from None
+    if not os.access(out_dir, os.W_OK):
+        raise UsageError(f"--out {out_dir}: not writable")
 
 
 def main(argv=None) -> int:
@@ -158,8 +193,11 @@ def main(argv=None) -> int:
                         "(Oxford-Pets annotations/trimaps) to show beside the prediction")
     args = parser.parse_args(argv)
     try:
+        _check_out_dir(args.out)
+        if args.true_mask_dir and not os.path.isdir(args.true_mask_dir):
+            raise UsageError(f"--true-mask-dir {args.true_mask_dir}: no such folder")
         segmenter = Segmenter(args.model)
-    except FileNotFoundError as err:
+    except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"model: {segmenter.model_dir}")

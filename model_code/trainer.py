@@ -212,7 +212,8 @@ def run_fn(fn_args) -> keras.Model:
     exported.set_weights(model.get_weights())
     if chief:
         exported.save(fn_args.serving_model_dir, save_format="tf",
-                      signatures=export.make_signatures(exported, tf_transform_output))
+                      signatures=export.make_signatures(exported, tf_transform_output,
+                                                           config.max_image_pixels))
         precision.write_record(fn_args.serving_model_dir, policy, why,
                                hyperparameters=tuned, config=config.to_dict())
     else:

@@ -12,6 +12,7 @@ from tfx import v1 as tfx
 
 import local_runner
 from components.example_quarantine import ExampleQuarantine, check_example
+from hostile_images import png_bomb
 from model_code.config import SMOKE
 from pipeline.pipeline import import_example_gen
 
@@ -42,6 +43,8 @@ def _example(name, image=b"default", mask=b"default", drop=()):
 BAD_CASES = {
     "undecodable": (dict(image=b"\xff\xd8 not really a jpeg"), "undecodable image"),
     "empty_image": (dict(image=b""), "empty image"),
+    "huge_image": (dict(image=png_bomb(13000)),
+                   "image of 13000x13000 pixels over the limit of 120 megapixels"),
     "mask_values": (dict(mask=_png(np.full((30, 40), 7, np.uint8))), "mask values outside"),
     "mask_size": (dict(mask=_png(np.full((15, 20), 2, np.uint8))), "mask size 20x15 differs"),
     "no_image": (dict(drop=("image",)), "missing image"),

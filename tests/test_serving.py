@@ -1,4 +1,5 @@
-"""The pushed model is usable: raw-image signature, full-resolution masks, the predict command."""
+"""The pushed model is usable: raw-image signature, full-resolution masks, the predict command,
+and safe against what careless and hostile callers send (huge images, empty batches)."""
 import glob
 import io
 import os
@@ -8,6 +9,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from hostile_images import jpeg_claiming, png_bomb
 from model_code import predict
 
 
@@ -46,34 +48,70 @@ def test_both_signatures_give_identical_class_maps(model, tfds_pets_dir):
                                atol=1e-6)
 
 
+def _mask(out, index):
+    return tf.io.decode_png(out["mask_png_bytes"][index]).numpy()[..., 0]
+
+
 @pytest.mark.parametrize("height, width, fmt, mode", [
     (37, 53, "PNG", "L"),        # grayscale, odd size
     (201, 99, "PNG", "RGBA"),    # alpha channel, tall
     (480, 640, "JPEG", "RGB"),   # a typical photo
     (1, 300, "PNG", "RGB"),      # a one-pixel-high strip
+    (45, 35, "GIF", None),       # the other two formats TensorFlow decodes
+    (23, 61, "BMP", "RGB"),
 ])
 def test_full_resolution_mask_has_the_image_size(model, height, width, fmt, mode):
     rgb = _photo(height, width)
-    pixels = {"L": rgb[..., 0], "RGBA": np.dstack([rgb, rgb[..., :1]]), "RGB": rgb}[mode]
+    pixels = {"L": rgb[..., 0], "RGBA": np.dstack([rgb, rgb[..., :1]]), "RGB": rgb,
+              None: rgb}[mode]
     out = model.signatures["serving_images"](images=tf.constant([_encode(pixels, fmt, mode)]))
     assert out["image_size"].numpy().tolist() == [[height, width]]
-    full = out["full_resolution_class_ids"].numpy()[0]
+    full = _mask(out, 0)
     assert full.shape == (height, width)
     assert set(np.unique(full)) <= {0, 1, 2}
-    png = tf.io.decode_png(out["mask_png_bytes"][0]).numpy()[..., 0]
-    np.testing.assert_array_equal(png, full)
     # Nearest-neighbour mapping of the 60x60 map onto the image frame.
     expected = tf.image.resize(out["class_ids"][0][..., None], [height, width], "nearest")
     np.testing.assert_array_equal(full, expected.numpy()[..., 0])
+    counts = np.bincount(full.ravel(), minlength=3) / full.size
+    np.testing.assert_allclose(out["class_fractions"].numpy()[0], counts, atol=1e-6)
 
 
-def test_mixed_sizes_in_one_batch_are_padded_with_minus_one(model):
+def test_mixed_sizes_in_one_batch_are_not_padded(model):
     images = [_encode(_photo(40, 70, 1), "PNG"), _encode(_photo(90, 30, 2), "JPEG")]
     out = model.signatures["serving_images"](images=tf.constant(images))
-    full = out["full_resolution_class_ids"].numpy()
-    assert full.shape == (2, 90, 70)
-    assert (full[0, 40:, :] == -1).all() and (full[1, :, 30:] == -1).all()
-    assert (full[0, :40, :70] >= 0).all() and (full[1, :90, :30] >= 0).all()
+    assert set(out) == {"class_ids", "probabilities", "image_size", "mask_png_bytes",
+                        "class_fractions"}
+    assert _mask(out, 0).shape == (40, 70) and _mask(out, 1).shape == (90, 30)
+
+
+def test_empty_batches_give_empty_outputs(model):
+    out = model.signatures["serving_images"](images=tf.constant([], tf.string))
+    assert out["class_ids"].shape == (0, 60, 60) and out["mask_png_bytes"].shape == (0,)
+    assert out["class_fractions"].shape == (0, 3) and out["image_size"].shape == (0, 2)
+    scores = model.signatures["serving_default"](examples=tf.constant([], tf.string))["scores"]
+    assert scores.shape == (0, 60, 60, 3)
+
+
+def _example(image: bytes) -> bytes:
+    feature = tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))
+    return tf.train.Example(features=tf.train.Features(
+        feature={"image": feature})).SerializeToString()
+
+
+@pytest.mark.parametrize("bomb, size", [
+    (lambda: png_bomb(13000), "13000x13000 pixels (169 megapixels)"),
+    (lambda: jpeg_claiming(30000, 30000), "30000x30000 pixels (900 megapixels)"),
+])
+def test_images_over_the_limit_are_refused_from_their_header(model, bomb, size):
+    data = bomb()
+    small = _encode(_photo(20, 20), "PNG")
+    for call in (lambda: model.signatures["serving_images"](images=tf.constant([small, data])),
+                 lambda: model.signatures["serving_default"](
+                     examples=tf.constant([_example(small), _example(data)]))):
+        with pytest.raises(tf.errors.InvalidArgumentError) as refused:
+            call()
+        assert (f"image 1 of the batch is {size}; this model takes at most 120 megapixels"
+                in refused.value.message)
 
 
 def test_predict_command_writes_pngs_and_reports_bad_files(pushed, tmp_path, capsys):
@@ -118,9 +156,9 @@ def test_model_dir_resolution(tmp_path):
         (tmp_path / version / "saved_model.pb").write_bytes(b"")
     assert predict.resolve_model_dir(str(tmp_path)) == str(tmp_path / "10")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="no SavedModel"):
+    with pytest.raises(predict.UsageError, match="no SavedModel"):
         predict.resolve_model_dir(str(tmp_path / "empty"))
-    with pytest.raises(FileNotFoundError, match="no such directory"):
+    with pytest.raises(predict.UsageError, match="no such directory"):
         predict.resolve_model_dir(str(tmp_path / "missing"))
 
 
@@ -148,3 +186,72 @@ def test_a_sideways_phone_photo_is_segmented_as_displayed(pushed, tmp_path):
     assert predict.main(["--model", pushed, str(path), "--out", str(tmp_path / "out")]) == 0
     mask = Image.open(tmp_path / "out" / "phone_mask.png")
     assert mask.size == (30, 40)  # (width, height) as any viewer shows the photo
+
+
+def test_predict_refuses_huge_images_in_words_and_segments_the_rest(pushed, tmp_path, capsys):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_bomb(13000))
+    claim = tmp_path / "huge.jpg"  # Pillow alone would raise DecompressionBombError here
+    claim.write_bytes(jpeg_claiming(30000, 30000))
+    good = tmp_path / "good.png"
+    good.write_bytes(_encode(_photo(30, 20), "PNG"))
+    out = tmp_path / "out"
+    assert predict.main(["--model", pushed, str(bomb), str(claim), str(good),
+                         "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: {bomb}: 13000x13000 pixels (169.0 megapixels) is more than the limit of "
+        "120 megapixels; downscale it",
+        f"error: {claim}: 30000x30000 pixels (900.0 megapixels) is more than the limit of "
+        "120 megapixels; downscale it",
+        "2 of 3 files failed"]
+    assert Image.open(out / "good_mask.png").size == (20, 30)
+
+
+def test_predict_outputs_never_overwrite_each_other(pushed, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    inputs = {"a/cat.jpg": (30, 20, "JPEG"), "a/cat.png": (25, 40, "PNG"),
+              "b/cat.jpg": (50, 10, "JPEG")}
+    for name, (height, width, fmt) in inputs.items():
+        (tmp_path / name).write_bytes(_encode(_photo(height, width), fmt))
+    out = tmp_path / "out"
+    assert predict.main(["--model", pushed, *(str(tmp_path / name) for name in inputs),
+                         "--out", str(out)]) == 0
+    for mask, (height, width, _) in zip(["a/cat_jpg", "a/cat_png", "b/cat"], inputs.values()):
+        assert Image.open(out / f"{mask}_mask.png").size == (width, height)
+        assert (out / f"{mask}_panels.png").is_file()
+
+
+def test_predict_argument_and_model_errors_are_one_line(pushed, tmp_path, capsys):
+    photo = tmp_path / "p.png"
+    photo.write_bytes(_encode(_photo(20, 20), "PNG"))
+    a_file = tmp_path / "taken.txt"
+    a_file.write_text("not a folder")
+    broken = tmp_path / "broken" / "1"
+    broken.mkdir(parents=True)
+    (broken / "saved_model.pb").write_bytes(b"\x00garbage, not a SavedModel")
+    for argv, message in [
+            (["--model", pushed, str(photo), "--out", str(a_file)],
+             f"error: --out {a_file} is a file; name a folder"),
+            (["--model", str(broken.parent), str(photo), "--out", str(tmp_path / "o")],
+             f"error: --model {broken}: not a loadable SavedModel"),
+            (["--model", pushed, str(photo), "--out", str(tmp_path / "o"),
+              "--true-mask-dir", str(tmp_path / "missing")],
+             f"error: --true-mask-dir {tmp_path / 'missing'}: no such folder")]:
+        assert predict.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(message), err
+
+
+def test_a_trimap_that_is_no_png_is_a_warning_not_a_crash(pushed, tmp_path, capsys):
+    (tmp_path / "trimaps").mkdir()
+    Image.fromarray(np.full((20, 20), 2, np.uint8)).save(tmp_path / "trimaps" / "pet.png", "JPEG")
+    (tmp_path / "pet.png").write_bytes(_encode(_photo(20, 20), "PNG"))
+    assert predict.main(["--model", pushed, str(tmp_path / "pet.png"), "--out",
+                         str(tmp_path / "out"), "--true-mask-dir",
+                         str(tmp_path / "trimaps")]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err == (f"warning: {tmp_path / 'trimaps' / 'pet.png'} is a JPEG, not a PNG trimap; "
+                   "the figure is drawn without it")
+    assert (tmp_path / "out" / "pet_mask.png").is_file()
