@@ -14,6 +14,8 @@ COPY model_code/ model_code/
 COPY pipeline/ pipeline/
 COPY components/ components/
 COPY pets_unet/ pets_unet/
-# Every step runs `python -m pets_unet.entrypoint` (see kubeflow_runner.py); check it imports.
+# Every step runs `python -m pets_unet.entrypoint` (see kubeflow_runner.py); check it imports,
+# and (from /, where the installed package is what imports) that the report's template shipped.
 RUN pip install --no-cache-dir --no-deps . && \
-    python -c "import model_code.trainer, model_code.preprocessing, pipeline.pipeline, pets_unet.entrypoint"
+    python -c "import model_code.trainer, model_code.preprocessing, pipeline.pipeline, pets_unet.entrypoint" && \
+    cd / && python -c "from components import report_page; report_page._template()"

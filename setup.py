@@ -16,6 +16,7 @@ setup(
     packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*",
                                     "pets_unet", "pets_unet.*",
                                     "model_code", "model_code.*"]),
+    package_data={"components": ["templates/*.j2"]},  # the report page's Jinja2 template
     entry_points={"console_scripts": ["pets-unet-predict=model_code.predict:main"]},
     install_requires=[
         "tfx[kfp]==1.16.0",

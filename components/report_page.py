@@ -10,19 +10,21 @@ pipeline (components.evaluation_report, on any orchestrator) and after it (pipel
 TFMA's metrics and validation result (`tfma.load_eval_result` / `load_validation_result`), the
 blessing's BLESSED / NOT_BLESSED file, ExampleQuarantine's summary.json, the Trainer's TensorBoard
 logs, and the candidate model applied to the test split. The gallery's per-example IoU is computed
-here, because TFMA reports aggregates only; the page layout is hand-written, as no library renders
-this combination.
+here, because TFMA reports aggregates only. This module gathers all that into plain values
+(formatted numbers, rows, images as PNG data: URIs); the page itself is the Jinja2 template
+components/templates/report.html.j2, rendered with autoescaping, so artifact-derived text (file
+names, TFMA's messages, the note, URIs) always shows as text.
 """
 from __future__ import annotations
 
 import base64
 import dataclasses
 import datetime
-import html
+import functools
 import io
 import json
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -33,6 +35,8 @@ GALLERY_SIZE = 6
 HEADLINE = (metrics.PIXEL_ACCURACY, metrics.MEAN_IOU)
 QUARANTINE_SUMMARY = "summary.json"
 TUNER_RESULTS = "tuner_results.json"  # the name TFX's Tuner executor writes its trials under
+TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
+PAGE_TEMPLATE = "report.html.j2"
 
 
 @dataclasses.dataclass
@@ -207,13 +211,6 @@ def _fmt(value: Optional[float], digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], css: str = "") -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>"
-                   for row in rows)
-    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
 def _threshold_text(kind: str, threshold) -> str:
     parts = []
     if kind == "value":
@@ -229,39 +226,30 @@ def _threshold_text(kind: str, threshold) -> str:
     return ", ".join(parts)
 
 
-def _verdict_section(run: ReportInputs, blessed: Optional[bool], overall: Dict[str, float],
-                     thresholds, has_baseline: bool, failures: List[str]) -> str:
+def _verdict(run: ReportInputs, blessed: Optional[bool], overall: Dict[str, float],
+             thresholds, has_baseline: bool, failures: List[str]) -> dict:
     rows = []
     for name, kind, threshold in thresholds:
         value = overall.get(name if kind == "value" else f"{name}_diff")
         if kind == "change" and not has_baseline:
-            status = "skipped: no blessed baseline yet"
+            result, css = "skipped: no blessed baseline yet", ""
         elif value is None:
-            status = '<b class="bad">missing</b>'
+            result, css = "missing", "bad"
         elif _passes(kind, threshold, value):
-            status = '<b class="good">pass</b>'
+            result, css = "pass", "good"
         else:
-            status = '<b class="bad">FAIL</b>'
-        rows.append([html.escape(name), html.escape(_threshold_text(kind, threshold)),
-                     _fmt(value), status])
+            result, css = "FAIL", "bad"
+        rows.append({"metric": name, "threshold": _threshold_text(kind, threshold),
+                     "value": _fmt(value), "result": result, "result_css": css})
     if blessed:
-        verdict, css = "BLESSED", "good"
+        text, css = "BLESSED", "good"
     elif blessed is None:
-        verdict, css = "NOT EVALUATED", "bad"
+        text, css = "NOT EVALUATED", "bad"
     else:
-        verdict, css = "NOT BLESSED", "bad"
-    if run.pushed_destination:
-        pushed = f"Pushed to <code>{html.escape(run.pushed_destination)}</code>."
-    elif blessed and run.pushed is None:
-        pushed = "The Pusher step pushes blessed models."
-    else:
-        pushed = "Not pushed."
-    reasons = "".join(f"<li>{html.escape(f)}</li>" for f in failures)
-    reasons = f"<p>TFMA's reasons:</p><ul>{reasons}</ul>" if reasons else ""
-    return (f'<section><h2>Verdict: <span id="verdict" class="{css}">{verdict}</span></h2>'
-            f"<p>{pushed}</p>{reasons}"
-            + _table(["metric", "threshold", "value", "result"], rows, "thresholds")
-            + "</section>")
+        text, css = "NOT BLESSED", "bad"
+    return {"text": text, "css": css, "rows": rows, "failures": failures,
+            "pushed_to": run.pushed_destination,
+            "pusher_pushes": bool(blessed) and run.pushed is None}
 
 
 def _passes(kind: str, threshold, value: float) -> bool:
@@ -272,35 +260,25 @@ def _passes(kind: str, threshold, value: float) -> bool:
     return not (threshold.HasField("absolute") and value < threshold.absolute.value)
 
 
-def _data_section(checks: Optional[dict]) -> str:
+def _data_checks(checks: Optional[dict]) -> Optional[dict]:
     if not checks:
-        return ""
-    rows = [[html.escape(reason), str(n)] for reason, n in sorted(checks["reasons"].items())]
-    table = _table(["reason", "examples"], rows, "quarantine") if rows else ""
-    return (f'<section><h2>Data checks</h2><p id="data-checks">{checks["checked"]} examples '
-            f'checked, {checks["quarantined"]} quarantined before Transform (kept with their '
-            f'reasons in <code>{html.escape(checks["uri"])}</code>).</p>{table}</section>')
+        return None
+    reasons = [[reason, str(n)] for reason, n in sorted(checks["reasons"].items())]
+    return dict(checks, reasons=reasons)
 
 
-def _tuning_section(trials: Optional[List[dict]], used: Optional[dict]) -> str:
+def _hyperparameter(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _tuning(trials: Optional[List[dict]], used: Optional[dict]) -> Optional[dict]:
     if not trials:
-        return ""
+        return None
     names = [key for key in trials[0] if key not in ("trial_id", "score")]
-    rows = []
-    for trial in trials:
-        cells = [html.escape(str(trial["trial_id"])), _fmt(trial["score"])]
-        cells += [f"{trial[name]:.3g}" if isinstance(trial[name], float)
-                  else html.escape(str(trial[name])) for name in names]
-        rows.append(cells)
-    used_text = ""
-    if used:
-        used_text = (" The Trainer trained with " + ", ".join(
-            f"{html.escape(name)} = {value:.3g}" if isinstance(value, float)
-            else f"{html.escape(name)} = {html.escape(str(value))}"
-            for name, value in used.items()) + ".")
-    return (f'<section><h2>Tuning</h2><p id="tuning">{len(trials)} trials, best first, scored '
-            f'by the best validation mean IoU of their short training.{used_text}</p>'
-            f'{_table(["trial", "validation mean IoU", *names], rows, "trials")}</section>')
+    rows = [[str(trial["trial_id"]), _fmt(trial["score"]),
+             *[_hyperparameter(trial[name]) for name in names]] for trial in trials]
+    return {"count": len(trials), "names": names, "rows": rows,
+            "used": [f"{name} = {_hyperparameter(value)}" for name, value in (used or {}).items()]}
 
 
 def _metric_names(num_classes: int) -> List[str]:
@@ -310,42 +288,35 @@ def _metric_names(num_classes: int) -> List[str]:
     return names
 
 
-def _overall_section(overall: Dict[str, float], num_classes: int, has_baseline: bool) -> str:
+def _metric_rows(overall: Dict[str, float], num_classes: int) -> List[dict]:
     rows = []
     for name in ["example_count"] + _metric_names(num_classes):
         value, diff = overall.get(name), overall.get(f"{name}_diff")
         baseline = None if value is None or diff is None else value - diff
-        delta = "–" if diff is None else f'<span class="{"good" if diff >= 0 else "bad"}">' \
-                                         f"{diff:+.4f}</span>"
         digits = 0 if name == "example_count" else 4
-        rows.append([html.escape(name), _fmt(value, digits), _fmt(baseline, digits), delta])
-    note = "" if has_baseline else "<p>No blessed baseline yet: this is the first model.</p>"
-    return ("<section><h2>Metrics on the test split (candidate vs baseline)</h2>" + note
-            + _table(["metric", "candidate", "baseline", "delta"], rows, "metrics")
-            + "</section>")
+        rows.append({"metric": name, "candidate": _fmt(value, digits),
+                     "baseline": _fmt(baseline, digits),
+                     "delta": "–" if diff is None else f"{diff:+.4f}",
+                     "delta_css": "" if diff is None else "good" if diff >= 0 else "bad"})
+    return rows
 
 
-def _confusion_section(overall: Dict[str, float], num_classes: int) -> str:
+def _confusion(overall: Dict[str, float], num_classes: int) -> dict:
     names = CLASS_NAMES[:num_classes]
     rows = []
     for true_name in names:
-        cells = [f"<b>{true_name}</b>"]
+        cells = []
         for predicted_name in names:
             value = overall.get(metrics.confusion_name(true_name, predicted_name))
-            shade = 0 if value is None else int(255 - 180 * value)
-            cells.append(f'<span style="display:block;background:rgb({shade},{shade},255)">'
-                         f"{_fmt(None if value is None else 100 * value, 1)} %</span>")
-        rows.append(cells)
-    return ("<section><h2>Pixel confusion matrix</h2><p>Rows: true class; columns: predicted "
-            "class; each row sums to 100 % of that class's pixels.</p>"
-            + _table(["true \\ predicted"] + list(names), rows, "confusion") + "</section>")
+            cells.append({"shade": 0 if value is None else int(255 - 180 * value),
+                          "percent": _fmt(None if value is None else 100 * value, 1)})
+        rows.append({"name": true_name, "cells": cells})
+    return {"headers": ["true \\ predicted", *names], "rows": rows}
 
 
-def _slice_section(slices: Dict[Tuple, Dict[str, float]], num_classes: int) -> str:
-    headers = ["slice", "examples", "pixel accuracy", "mean IoU"] + [
-        f"IoU {name}" for name in CLASS_NAMES[:num_classes]]
+def _slices(slices: Dict[Tuple, Dict[str, float]], num_classes: int) -> dict:
     names = {"species": SPECIES, "label": BREEDS}
-    parts = ["<section><h2>Slices</h2>"]
+    groups = []
     for feature, title in (("species", "By species"), ("label", "By breed (worst first)")):
         rows = []
         for key, values in slices.items():
@@ -354,15 +325,18 @@ def _slice_section(slices: Dict[Tuple, Dict[str, float]], num_classes: int) -> s
             value = int(key[0][1])
             label = names[feature][value] if 0 <= value < len(names[feature]) else str(value)
             rows.append((values.get(metrics.MEAN_IOU, -1.0), [
-                html.escape(label), _fmt(values.get("example_count"), 0),
+                label, _fmt(values.get("example_count"), 0),
                 _fmt(values.get(metrics.PIXEL_ACCURACY)), _fmt(values.get(metrics.MEAN_IOU)),
                 *[_fmt(values.get(metrics.iou_name(n))) for n in CLASS_NAMES[:num_classes]]]))
         rows.sort(key=lambda row: row[0] if feature == "label" else 0)
-        parts.append(f"<h3>{title}</h3>" + _table(headers, [row for _, row in rows], "slices"))
-    return "".join(parts) + "</section>"
+        groups.append({"title": title, "rows": [row for _, row in rows]})
+    headers = ["slice", "examples", "pixel accuracy", "mean IoU"] + [
+        f"IoU {name}" for name in CLASS_NAMES[:num_classes]]
+    return {"headers": headers, "groups": groups}
 
 
-def _curves_section(curves) -> str:
+def _curves_png(curves) -> Optional[str]:
+    """The loss, mean IoU and learning rate plots as one PNG data: URI (None without logs)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -373,7 +347,7 @@ def _curves_section(curves) -> str:
               ("epoch_learning_rate", "learning rate")]
     present = [(tag, title) for tag, title in wanted if tag in curves]
     if not present:
-        return "<section><h2>Training curves</h2><p>No TensorBoard logs found.</p></section>"
+        return None
     fig, axes = plt.subplots(1, len(present), figsize=(5 * len(present), 3.2))
     for ax, (tag, title) in zip(np.atleast_1d(axes), present):
         for phase, points in sorted(curves[tag].items()):
@@ -389,50 +363,36 @@ def _curves_section(curves) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
-    image = Image.open(io.BytesIO(buffer.getvalue()))
-    return (f'<section><h2>Training curves</h2><img class="curves" alt="training curves" '
-            f'src="{_png_data_uri(image)}"></section>')
+    return _png_data_uri(Image.open(io.BytesIO(buffer.getvalue())))
 
 
-def _gallery_section(items) -> str:
+def _gallery_figures(items) -> Optional[dict]:
+    """The first and the worst examples, each as four panels in a PNG data: URI."""
     from model_code.visualize import four_panels
 
     if not items:
-        return "<section><h2>Test examples</h2><p>No test examples found.</p></section>"
+        return None
     first = items[:GALLERY_SIZE]
     worst = sorted(items, key=lambda item: item["iou"])[:GALLERY_SIZE]
-    parts = [f"<section><h2>Test examples</h2><p>{len(items)} test examples segmented by the "
-             f"candidate; IoU is the example's mean over classes present.</p>"]
+    groups = []
     for title, chosen in (("First examples", first), ("Worst examples by IoU", worst)):
-        parts.append(f"<h3>{title}</h3>")
-        for item in chosen:
-            figure = four_panels(item["image"], item["predicted"], item["true"])
-            parts.append(f'<figure><img alt="{html.escape(item["file_name"])}" '
-                         f'src="{_png_data_uri(figure)}"><figcaption>'
-                         f'{html.escape(item["file_name"])} — IoU {item["iou"]:.3f}'
-                         f"</figcaption></figure>")
-    return "".join(parts) + "</section>"
+        figures = [{"file_name": item["file_name"], "iou": f"{item['iou']:.3f}",
+                    "src": _png_data_uri(four_panels(item["image"], item["predicted"],
+                                                     item["true"]))} for item in chosen]
+        groups.append({"title": title, "figures": figures})
+    return {"count": len(items), "groups": groups}
 
 
-STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}
-th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
-th:first-child,td:first-child{text-align:left}
-.good{color:#176d2c}.bad{color:#b00020}
-figure{margin:0 0 1em}figcaption{font-size:.9em;color:#555}
-img{max-width:100%}
-"""
+@functools.lru_cache(maxsize=None)
+def _template():
+    """The page template; autoescape=True, as select_autoescape() goes by the name's last
+    extension (".j2") and would leave it off."""
+    import jinja2
 
-# Lets a headless browser (and a person's devtools) confirm every image decoded.
-IMAGE_CHECK = """
-window.addEventListener('load', function () {
-  var images = Array.from(document.images);
-  var broken = images.filter(function (i) { return !i.complete || i.naturalWidth === 0; });
-  document.body.setAttribute('data-images', images.length);
-  document.body.setAttribute('data-broken-images', broken.length);
-});
-"""
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return environment.get_template(PAGE_TEMPLATE)
 
 
 def render(run: ReportInputs) -> str:
@@ -449,31 +409,25 @@ def render(run: ReportInputs) -> str:
     items = (_gallery(serving_dir, run.examples_uri, run.split)
              if serving_dir and run.examples_uri else [])
     curves = _curves(run.model_run_uri) if run.model_run_uri else {}
-    title = f"U-Net pet segmentation — evaluation{' of run ' + run.title if run.title else ''}"
-    generated = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     record = precision.read_record(serving_dir) if serving_dir else None
-    trained = (f' Trained in <span id="precision">{html.escape(record["precision"])}</span> '
-               f'({html.escape(record["precision_reason"])}).') if record else ""
-    body = "".join([
-        f"<h1>{html.escape(title)}</h1>",
-        f'<p id="note" class="bad"><b>{html.escape(run.note)}</b></p>' if run.note else "",
-        f"<p>Evaluation <code>{html.escape(run.evaluation_uri)}</code>; generated "
-        f"{generated}.{trained}</p>",
-        _verdict_section(run, read_blessing(run.blessing_uri), overall,
-                         _thresholds(eval_result), has_baseline,
-                         validation_failures(run.evaluation_uri)),
-        _data_section(read_data_checks(run.quarantine_uri)),
-        _tuning_section(read_tuner_results(run.tuner_results_uri),
-                        (record or {}).get("hyperparameters")),
-        _overall_section(overall, num_classes, has_baseline),
-        _confusion_section(overall, num_classes),
-        _slice_section(slices, num_classes),
-        _curves_section(curves),
-        _gallery_section(items),
-    ])
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>"
-            f"{html.escape(title)}</title><style>{STYLE}</style>"
-            f"<script>{IMAGE_CHECK}</script></head><body>{body}</body></html>")
+    return _template().render(
+        title=f"U-Net pet segmentation — evaluation{' of run ' + run.title if run.title else ''}",
+        note=run.note,
+        evaluation_uri=run.evaluation_uri,
+        generated=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        trained=({"precision": record["precision"], "reason": record["precision_reason"]}
+                 if record else None),
+        verdict=_verdict(run, read_blessing(run.blessing_uri), overall, _thresholds(eval_result),
+                         has_baseline, validation_failures(run.evaluation_uri)),
+        checks=_data_checks(read_data_checks(run.quarantine_uri)),
+        tuning=_tuning(read_tuner_results(run.tuner_results_uri),
+                       (record or {}).get("hyperparameters")),
+        has_baseline=has_baseline,
+        metric_rows=_metric_rows(overall, num_classes),
+        confusion=_confusion(overall, num_classes),
+        slices=_slices(slices, num_classes),
+        curves_png=_curves_png(curves),
+        gallery=_gallery_figures(items))
 
 
 def write_page(run: ReportInputs, path: str) -> str:

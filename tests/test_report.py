@@ -89,6 +89,28 @@ def test_a_note_is_said_first(smoke_runs):
     assert "learned synthetic pets" in page
 
 
+def test_text_from_artifacts_and_runners_shows_as_text_not_markup(smoke_runs, tmp_path):
+    """The template autoescapes: a quarantine reason and a note holding markup stay text."""
+    import dataclasses
+    import json
+
+    from components import report_page
+    from pipeline.report import report_inputs
+
+    _, first, _, _ = smoke_runs
+    evil = "<script>alert(1)</script>"
+    shown = "&lt;script&gt;alert(1)&lt;/script&gt;"
+    quarantine = tmp_path / "quarantine"
+    quarantine.mkdir()
+    (quarantine / report_page.QUARANTINE_SUMMARY).write_text(
+        json.dumps({"checked": 2, "quarantined": 1, "reasons": {evil: 1}}))
+    page = report_page.render(dataclasses.replace(report_inputs(first), note=evil,
+                                                  quarantine_uri=str(quarantine)))
+    assert page.count("<script>") == 1  # the page's own image check, nothing else
+    assert f'<p id="note" class="bad"><b>{shown}</b></p>' in page
+    assert f"<td>{shown}</td><td>1</td>" in page
+
+
 @pytest.mark.parametrize("data_dir", [None, "my_pets"])
 def test_local_runs_on_synthetic_pets_pass_the_note_to_the_report_step(data_dir, tmp_path):
     import local_runner
