@@ -22,6 +22,7 @@ from typing import List, Optional, Tuple
 
 from model_code.config import PRESETS, get_preset
 from model_code.precision import PRECISIONS
+from pipeline import beam_options, preflight
 
 BEAM_RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner")
 # What each platform takes: file extension of the compiled package.
@@ -236,7 +237,11 @@ def main(argv=None) -> int:
               "see --help)", file=sys.stderr)
         return 2
     try:
+        for flag, value in (("--epochs", args.epochs), ("--tune-trials", args.tune_trials),
+                            ("--tune-epochs", args.tune_epochs)):
+            preflight.check_count(flag, value)
         get_preset(args.preset, args.epochs, args.precision, args.tune_trials, args.tune_epochs)
+        beam_options.check_args(beam_pipeline_args(args))
         if (args.tune_trials or args.tune_epochs) and not args.tune:
             raise ValueError("--tune-trials and --tune-epochs set the Tuner's budget; "
                              "add --tune to run it")

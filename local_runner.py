@@ -5,25 +5,34 @@
     python local_runner.py --tune                # first search hyperparameters with TFX's Tuner
 
 With no --data-dir, a synthetic dataset in TFDS's on-disk format is written first if missing.
-A --data-dir is read through once before anything else runs, so a wrong folder, a truncated file
-or a foreign schema fail in one line. After the run it prints what was produced (data checks,
-test metrics, verdict, pushed model, evaluation and TensorBoard folders, and the HTML evaluation
-report that the pipeline's EvaluationReport step wrote under the pipeline root, copied to
-report.html beside it for browsers). Exit status 0 means the pipeline completed, whether or not the model was
-blessed and pushed.
+Before anything heavy, the flags, the folders and the --data-dir (read through once) are checked,
+so a number out of range, a Beam argument Beam refuses, a folder that cannot be written, a wrong
+data folder, a truncated file or a foreign schema fail in one line (exit status 2); so does a
+second run on a pipeline root or metadata file that a run is using. Ctrl-C ends a run with one
+line and exit status 130; the same command then resumes it from TFX's cache.
+
+After the run it prints what this run produced (data checks, test metrics, verdict, pushed model,
+evaluation and TensorBoard folders, and the HTML evaluation report that the pipeline's
+EvaluationReport step wrote under the pipeline root, copied to report.html beside it for
+browsers). Exit status 0 means the pipeline completed, whether or not the model was blessed and
+pushed; a push that cannot be written (a full disk) ends in one line and exit status 2.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
 import os
 import shutil
 import sys
 
 from model_code.config import PRESETS, get_preset
 from model_code.precision import PRECISIONS
-from pipeline import beam_options, console, dataset
+from pipeline import beam_options, console, dataset, preflight
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+INTERRUPTED = ("interrupted: run the same command again to go on; the components that completed "
+               "are served from the cache")
 SYNTHETIC_NOTE = ("This model learned synthetic pets, to show the pipeline working: its masks of "
                   "real photos mean nothing. Real data: --preset seed --data-dir DIR (README).")
 
@@ -70,47 +79,66 @@ def main(argv=None) -> int:
     serving_dir = os.path.abspath(args.serving_dir or os.path.join(out, "serving_model"))
     metadata_path = os.path.abspath(args.metadata_path or os.path.join(out, "metadata.sqlite"))
 
-    try:
-        if (args.tune_trials or args.tune_epochs) and not args.tune:
-            raise ValueError("--tune-trials and --tune-epochs set the Tuner's budget; "
-                             "add --tune to run it")
-        config = get_preset(args.preset, args.epochs, args.precision, args.tune_trials,
-                            args.tune_epochs)
-        if args.data_dir:
-            data_root = dataset.find_tfrecord_dir(args.data_dir)
-            examples = dataset.check_tfrecords(data_root)
-        else:
-            data_root = dataset.ensure_synthetic(
-                os.path.join(HERE, "data", f"synthetic_{config.synthetic_examples}"),
-                config.synthetic_examples)
-            examples = config.synthetic_examples
-        beam_mode, beam_why = beam_options.choose(args.beam_mode, examples)
-    except ValueError as err:  # DataDirError included
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    with contextlib.ExitStack() as held:
+        try:
+            config = check_settings(args)
+            preflight.check_folder("--pipeline-root", pipeline_root)
+            preflight.check_folder("--serving-dir", serving_dir)
+            preflight.check_store("--metadata-path", metadata_path)
+            if args.data_dir:
+                data_root = dataset.find_tfrecord_dir(args.data_dir)
+                examples = dataset.check_tfrecords(data_root)
+            else:
+                data_root = dataset.ensure_synthetic(
+                    os.path.join(HERE, "data", f"synthetic_{config.synthetic_examples}"),
+                    config.synthetic_examples)
+                examples = config.synthetic_examples
+            beam_mode, beam_why = beam_options.choose(args.beam_mode, examples)
+            held.enter_context(preflight.exclusive(pipeline_root, metadata_path))
+        except ValueError as err:  # DataDirError and StoreBusy included
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        return run(args, config, data_root, beam_mode, beam_why, pipeline_root, serving_dir,
+                   metadata_path)
 
+
+def check_settings(args: argparse.Namespace):
+    """The run's configuration, once the flags are known to make sense (ValueError if not)."""
+    for flag, value in (("--epochs", args.epochs), ("--tune-trials", args.tune_trials),
+                        ("--tune-epochs", args.tune_epochs)):
+        preflight.check_count(flag, value)
+    if (args.tune_trials or args.tune_epochs) and not args.tune:
+        raise ValueError("--tune-trials and --tune-epochs set the Tuner's budget; "
+                         "add --tune to run it")
+    if args.beam_arg:
+        beam_options.check_args(args.beam_arg)
+    return get_preset(args.preset, args.epochs, args.precision, args.tune_trials,
+                      args.tune_epochs)
+
+
+def run(args: argparse.Namespace, config, data_root: str, beam_mode: str, beam_why: str,
+        pipeline_root: str, serving_dir: str, metadata_path: str) -> int:
+    """Runs the pipeline and prints what this run produced; 2 for the failures we expect."""
     # Heavy imports only once the arguments are known to be good.
-    from tfx import v1 as tfx
-
+    from components.atomic_pusher import PushError
     from components.example_quarantine import DataQualityError
     from pipeline.pipeline import PIPELINE_NAME
-    from pipeline.run_summary import summarize_latest_run
+    from pipeline.run_summary import summarize_run
 
-    os.makedirs(os.path.dirname(metadata_path), exist_ok=True)
     print(f"Pipeline {PIPELINE_NAME}, preset {args.preset}, data {data_root}", flush=True)
     print(f"Beam: DirectRunner {beam_mode} ({beam_why})", flush=True)
     pipeline = build_pipeline(args, config, data_root, beam_mode, pipeline_root, serving_dir,
                               metadata_path)
     progress = None if args.verbose else console.ComponentProgress().attach()
     try:
-        tfx.orchestration.LocalDagRunner().run(pipeline)
-    except DataQualityError as err:  # expected: bad data. Anything else keeps its traceback.
+        run_id = run_locally(pipeline)
+    except (DataQualityError, PushError) as err:  # expected. Anything else keeps its traceback.
         print(f"error: {err}", file=sys.stderr)
         return 2
     finally:
         if progress:
             progress.detach()
-    summary = summarize_latest_run(metadata_path)
+    summary = summarize_run(metadata_path, run_id)
     print(summary.format(components=args.verbose))
     if not args.data_dir:
         print(SYNTHETIC_NOTE)
@@ -118,6 +146,27 @@ def main(argv=None) -> int:
         page = publish_report(summary.report_path, os.path.dirname(pipeline_root))
         print(f"Open in a browser:   {page}")
     return 0
+
+
+def run_locally(pipeline) -> str:
+    """Runs `pipeline` with TFX's LocalDagRunner and returns the run's id.
+
+    LocalDagRunner names a run by the time it starts and tells nobody; the newest run in the
+    store may be someone else's. So the pipeline is compiled here and its run id parameter set
+    (the same kind of timestamp) before LocalDagRunner gets it, which leaves a set one as it is.
+    """
+    from tfx import v1 as tfx
+    from tfx.dsl.compiler import compiler, constants
+    from tfx.orchestration.portable import runtime_parameter_utils
+
+    # LocalDagRunner.run would first package any component's module_file as a wheel; this
+    # pipeline has none (its code is referenced by installed module path).
+    ir = compiler.Compiler().compile(pipeline)
+    run_id = datetime.datetime.now().isoformat()
+    runtime_parameter_utils.substitute_runtime_parameter(
+        ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
+    tfx.orchestration.LocalDagRunner().run_with_ir(ir)
+    return run_id
 
 
 def build_pipeline(args: argparse.Namespace, config, data_root: str, beam_mode: str,
@@ -153,4 +202,5 @@ def publish_report(report_path: str, folder: str) -> str:
     return page
 
 if __name__ == "__main__":
+    console.end_quietly_on_interrupt(INTERRUPTED)
     sys.exit(main())

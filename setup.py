@@ -24,5 +24,6 @@ setup(
         "tensorflow-datasets>=4.9,<4.10",
         "pillow",
         "matplotlib",
+        "psutil",  # the local runner ends its child processes on Ctrl-C
     ],
 )

@@ -6,10 +6,12 @@ costs seconds per step to start and ship data but uses every core. On 2 cores (b
 bench/beam_modes.py) the data steps took 2.3x as long multi-processing on 1,000 examples, 1.18x
 on 7,349 (Oxford Pets' size) and 0.84x on 22,047: `MULTI_PROCESSING_FROM` sits at the crossing.
 Machines with more cores gain more from workers; that was not measured here. Other runners (Dataflow, Flink, Spark) take their own
-options through --beam-arg.
+options through --beam-arg; `check_args` reads them with Beam's own parser before the run, so a
+value Beam cannot take fails at once rather than inside the first Beam step.
 """
 from __future__ import annotations
 
+import argparse
 import os
 from typing import List, Optional, Tuple
 
@@ -47,3 +49,26 @@ def direct_runner_args(mode: str, cpus: Optional[int] = None) -> List[str]:
                 "--direct_num_workers=1"]
     return ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
             f"--direct_num_workers={cpus or cores()}"]
+
+
+def check_args(args: List[str]) -> None:
+    """ValueError, in one line, for Beam arguments Beam would refuse or crash on in the run:
+    values its parser rejects, an unknown runner, a negative --direct_num_workers."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.runner import create_runner
+
+    def raise_errors(parser: argparse.ArgumentParser) -> None:
+        parser.exit_on_error = False  # Beam's parser would print its usage and exit
+
+    try:
+        options = PipelineOptions(args).get_all_options(add_extra_args_fn=raise_errors)
+    except argparse.ArgumentError as err:
+        raise ValueError(f"--beam-arg: {err}") from None
+    if options["direct_num_workers"] < 0:
+        raise ValueError("--beam-arg: --direct_num_workers must be 0 (one per CPU) or more, got "
+                         f"{options['direct_num_workers']}")
+    if options["runner"]:
+        try:
+            create_runner(options["runner"])  # what beam.Pipeline does with the name
+        except (ValueError, ImportError, AttributeError) as err:
+            raise ValueError(f"--beam-arg: --runner={options['runner']}: {err}") from None

@@ -10,12 +10,18 @@ execution is used", "Execution failed", "Component X is finished") and prints
 
 for each. TFX has no progress callback, hence this small listener; the record texts are TFX
 1.16's (tfx/orchestration/local/local_dag_runner.py, portable/launcher.py).
+
+`end_quietly_on_interrupt` turns Ctrl-C into one line and exit status 130: a terminal sends SIGINT
+to every process of the job, Beam's worker processes included, and each would print its own
+traceback.
 """
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from typing import Optional, TextIO
@@ -29,6 +35,32 @@ def quiet() -> None:
     warnings.filterwarnings("ignore")
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def end_quietly_on_interrupt(message: str) -> None:
+    """From now on SIGINT kills this process's children, prints `message` and exits with 130.
+
+    Call it before any thread or child process exists: SIGINT is blocked here, and threads and
+    children inherit the block, so none of them sees it (children keep it even across exec). One
+    thread takes the signal instead; the run's state is what a kill leaves, which the next run
+    resumes from.
+    """
+    import psutil  # portpicker's dependency, so TFX's
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+    def wait() -> None:
+        signal.sigwait({signal.SIGINT})
+        for child in psutil.Process().children(recursive=True):
+            try:
+                child.kill()
+            except psutil.Error:  # already gone
+                pass
+        sys.stderr.write(("\n" if sys.stderr.isatty() else "") + message + "\n")
+        sys.stderr.flush()
+        os._exit(130)  # nothing to clean up that a kill would not leave as well
+
+    threading.Thread(target=wait, name="interrupt", daemon=True).start()
 
 
 class ComponentProgress(logging.Handler):
@@ -72,6 +104,8 @@ class ComponentProgress(logging.Handler):
         logger.propagate = False  # absl's own handler sits on the root logger
         errors = logging.StreamHandler(sys.stderr)
         errors.setLevel(logging.ERROR)
+        # The FAILED line says it already; the runner prints the error itself.
+        errors.addFilter(lambda record: record.msg != "Execution %d failed.")
         logger.addHandler(errors)
         self._errors = errors
         return self

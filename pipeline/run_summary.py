@@ -1,9 +1,9 @@
 """What a finished run produced, read back from ML Metadata and TFMA's own result files.
 
-TFX records every artifact of a run in MLMD; this module only looks them up for the run that just
-finished (the newest `pipeline_run` context) and formats the facts a person asks first: where the
-pushed model, the evaluation and the TensorBoard logs are, whether the model was blessed, and its
-metrics on the test split.
+TFX records every artifact of a run in MLMD; this module only looks them up for one run (its
+`pipeline_run` context, by run id: the local runner sets its own; or the newest) and formats the
+facts a person asks first: where the pushed model, the evaluation and the TensorBoard logs are,
+whether the model was blessed, and its metrics on the test split.
 """
 from __future__ import annotations
 

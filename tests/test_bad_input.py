@@ -108,8 +108,9 @@ def test_bad_examples_are_quarantined_and_good_ones_go_on(tmp_path):
         assert reasons[f"{case}.jpg"].startswith(reason)
     summary_path = glob.glob(str(outputs / "quarantine" / "*" / "summary.json"))[0]
     summary = json.load(open(summary_path))
-    assert (summary["checked"], summary["quarantined"]) == (66, 6)
+    assert (summary["checked"], summary["quarantined"]) == (60 + len(BAD_CASES), len(BAD_CASES))
     assert summary["reasons"]["undecodable image"] == 1
+    assert summary["reasons"]["image over the size limit"] == 1
     assert summary["reasons"]["mask size differs from image size"] == 1
 
 
@@ -175,7 +176,7 @@ def test_bad_data_dirs_fail_before_any_heavy_work(tmp_path, capsys, make, messag
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--preset", "smoke", "--epochs", "0"], "epochs must be at least 1, got 0"),
+    (["--preset", "smoke", "--epochs", "0"], "--epochs must be from 1 to 100,000, got 0"),
 ])
 def test_settings_that_cannot_work_end_in_one_line_and_exit_2(argv, message, capsys):
     import local_runner

@@ -1,18 +1,14 @@
-"""Faults: a killed run resumes from cache, pushes stay atomic, runs sharing a root stay apart."""
-import json
+"""Faults: a killed run resumes from cache, runs sharing a root stay apart (pushes: test_pusher)."""
 import os
 import signal
 import subprocess
 import sys
 
 import pytest
-from tfx.proto import pusher_pb2
-from tfx.types import standard_artifacts
-from tfx.utils import io_utils, proto_utils
 
 import local_runner
-from components.atomic_pusher import STAGING, AtomicPusherExecutor
-from pipeline.run_summary import summarize_latest_run
+from components.atomic_pusher import STAGING
+from pipeline.run_summary import summarize_latest_run, summarize_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UPSTREAM = ["ImportExampleGen", "ExampleQuarantine", "StatisticsGen", "SchemaGen",
@@ -29,32 +25,75 @@ def _versions(serving_dir):
     return sorted(name for name in os.listdir(serving_dir) if not name.startswith("."))
 
 
+def _start(argv):
+    """local_runner.py as a terminal starts it: a process group of its own, output read here."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "local_runner.py"), *argv],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(env, PYTHONUNBUFFERED="1"), cwd=ROOT,
+                            start_new_session=True)
+
+
+def _read_until(process, text):
+    for line in process.stdout:
+        if line.startswith(text):
+            return
+    pytest.fail(f"the run ended before printing {text!r}: {process.stderr.read()[-3000:]}")
+
+
+def _add_run(metadata_path, name):
+    """A pipeline_run context newer than every run so far, as another tool would leave it."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = metadata_path
+    store = metadata_store.MetadataStore(connection)
+    run_type = store.get_context_type("pipeline_run").id
+    store.put_contexts([metadata_store_pb2.Context(type_id=run_type, name=name)])
+
+
 def test_run_killed_during_training_resumes_and_stays_consistent(tfds_pets_dir, tmp_path):
+    """Ctrl-C in training; meanwhile a second run is refused; the same command then resumes and
+    reports its own run, whatever else the store holds."""
     argv = _argv(tfds_pets_dir, tmp_path)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "local_runner.py"), *argv],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=env, cwd=ROOT, start_new_session=True)
+    metadata = str(tmp_path / "metadata.sqlite")
+    first = second = None
     try:
-        for line in process.stdout:
-            if line.startswith("Training on "):  # printed by run_fn just before model.fit
-                os.killpg(process.pid, signal.SIGKILL)
-                break
-        else:
-            pytest.fail("the pipeline ended before training started")
+        first = _start(argv)
+        _read_until(first, "Training on ")  # printed by run_fn just before model.fit
+        second = _start(argv)
+        second_out, second_err = second.communicate(timeout=120)
+        os.killpg(first.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
+        first_err = first.communicate(timeout=60)[1]
     finally:
-        process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL
+        for process in (first, second):
+            if process and process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    assert (second.returncode, second_out) == (2, "")
+    assert second_err.splitlines() == [
+        f"error: another run (pid {first.pid}) is using {metadata} (lock: {metadata}.lock); wait "
+        "for it to end, or give this run another --pipeline-root and --metadata-path"]
+    assert first.returncode == 130
+    assert first_err.splitlines() == [local_runner.INTERRUPTED]
     assert not os.path.exists(tmp_path / "serving") or _versions(tmp_path / "serving") == []
 
-    assert local_runner.main(argv) == 0
-    resumed = summarize_latest_run(str(tmp_path / "metadata.sqlite"))
-    assert {name: resumed.executions[name] for name in UPSTREAM} == \
+    resumed = _start(argv)
+    _read_until(resumed, "Training on ")
+    _add_run(metadata, "a newer run")
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err[-3000:]
+    run_id = next(line[4:-1] for line in out.splitlines() if line.startswith("Run "))
+    assert run_id != "a newer run"
+    summary = summarize_run(metadata, run_id)
+    assert {name: summary.executions[name] for name in UPSTREAM} == \
         {name: "CACHED" for name in UPSTREAM}
-    assert resumed.executions["Trainer"] == "COMPLETE"
-    assert resumed.pushed
+    assert summary.executions["Trainer"] == "COMPLETE"
+    assert summary.pushed
     versions = _versions(tmp_path / "serving")
     assert len(versions) == 1
+    assert f"Pushed model:        {tmp_path / 'serving' / versions[0]}" in out
     assert os.path.isfile(tmp_path / "serving" / versions[0] / "saved_model.pb")
     assert not os.path.exists(tmp_path / "serving" / STAGING)
 
@@ -71,44 +110,3 @@ def test_two_runs_on_one_root_keep_their_artifacts_apart(tfds_pets_dir, tmp_path
     for summary in (first, second):
         assert os.path.isfile(os.path.join(summary.artifact_uris["Model"], "Format-Serving",
                                            "saved_model.pb"))
-
-
-def _push(tmp_path, monkeypatch=None, fail=False):
-    model = standard_artifacts.Model()
-    model.uri = str(tmp_path / "model")
-    serving = tmp_path / "model" / "Format-Serving"
-    (serving / "variables").mkdir(parents=True, exist_ok=True)
-    (serving / "saved_model.pb").write_bytes(b"graph")
-    (serving / "variables" / "variables.index").write_bytes(b"weights")
-    blessing = standard_artifacts.ModelBlessing()
-    blessing.uri = str(tmp_path / "blessing")
-    blessing.set_int_custom_property("blessed", 1)
-    (tmp_path / "blessing").mkdir(exist_ok=True)
-    (tmp_path / "blessing" / "BLESSED").write_text("")
-    pushed = standard_artifacts.PushedModel()
-    pushed.uri = str(tmp_path / "pushed" / ("9" if fail else "10"))
-    destination = pusher_pb2.PushDestination(
-        filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=str(tmp_path / "serve")))
-    if fail:
-        def crash(src, dst, *args, **kwargs):
-            raise OSError("disk full while copying saved_model.pb")
-        monkeypatch.setattr(io_utils, "copy_file", crash)
-    AtomicPusherExecutor().Do(
-        {"model": [model], "model_blessing": [blessing]}, {"pushed_model": [pushed]},
-        {"push_destination": proto_utils.proto_to_json(destination),
-         "custom_config": json.dumps({})})
-    return pushed
-
-
-def test_an_interrupted_push_leaves_no_version_behind(tmp_path, monkeypatch):
-    with pytest.raises(OSError, match="disk full"):
-        _push(tmp_path, monkeypatch, fail=True)
-    assert not os.path.exists(tmp_path / "serve") or _versions(tmp_path / "serve") == []
-    monkeypatch.undo()
-    pushed = _push(tmp_path)
-    versions = _versions(tmp_path / "serve")
-    assert len(versions) == 1
-    assert pushed.get_string_custom_property("pushed_destination") == \
-        str(tmp_path / "serve" / versions[0])
-    assert sorted(os.listdir(tmp_path / "serve" / versions[0])) == ["saved_model.pb", "variables"]
-    assert os.listdir(tmp_path / "serve") == versions  # no staging folder left

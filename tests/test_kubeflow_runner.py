@@ -194,6 +194,11 @@ def test_the_json_package_is_not_one_kubeflow_takes(tmp_path):
     (["--target", "kubeflow", "--output", "p.json"], "is a vertex package but --target is kubeflow"),
     (["--output", "p.txt"], "must end in .json"),
     (["--output", "p.yaml", "--submit", "--project", "p"], "--submit sends a Vertex AI"),
+    (["--epochs", str(2 ** 63)], "--epochs must be from 1 to 100,000, got 9223372036854775808"),
+    (["--tune", "--tune-trials", "0"], "--tune-trials must be from 1 to 100,000, got 0"),
+    (["--beam-arg=--direct_num_workers=-3"], "--direct_num_workers must be 0 (one per CPU) or "
+                                             "more, got -3"),
+    (["--beam-arg=--runner=Nope"], "--beam-arg: --runner=Nope:"),
 ])
 def test_packages_that_would_not_load_are_refused(extra, message, capsys, tmp_path,
                                                  monkeypatch):
