@@ -17,7 +17,8 @@ setup(
                                     "pets_unet", "pets_unet.*",
                                     "model_code", "model_code.*"]),
     package_data={"components": ["templates/*.j2"]},  # the report page's Jinja2 template
-    entry_points={"console_scripts": ["pets-unet-predict=model_code.predict:main"]},
+    entry_points={"console_scripts": ["pets-unet-predict=model_code.predict:main",
+                                      "pets-unet-batch-predict=model_code.batch_predict:main"]},
     install_requires=[
         "tfx[kfp]==1.16.0",
         "tf-keras==2.16.0",

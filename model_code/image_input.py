@@ -116,6 +116,14 @@ def check(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Tuple[int,
     return height, width
 
 
+def decode_failure(err: Exception) -> str:
+    """The reason in words for an image TensorFlow could not decode (`err` its error)."""
+    message = getattr(err, "message", None) or str(err)
+    if "size too large" in message:
+        return "too large for TensorFlow's PNG decoder (512 MiB decoded at most); downscale it"
+    return f"not an image this model reads ({READABLE}), or a damaged one"
+
+
 def upright(data: bytes) -> bytes:
     """The bytes of the image as displayed: a JPEG with an EXIF rotation is turned upright (and
     re-encoded losslessly as PNG); everything else is returned unchanged. Call `check` first:

@@ -90,11 +90,7 @@ class Segmenter:
         try:
             image = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
         except (tf.errors.InvalidArgumentError, ValueError) as err:
-            if "size too large" in str(err):
-                raise ValueError("too large for TensorFlow's PNG decoder (512 MiB decoded at "
-                                 "most); downscale it") from None
-            raise ValueError(f"not an image this model reads ({READABLE}), or a damaged "
-                             "one") from None
+            raise ValueError(image_input.decode_failure(err)) from None
         if image.size == 0:
             raise ValueError(f"zero-sized image ({image.shape[1]}x{image.shape[0]})")
         out = self._serve(images=tf.constant([data]))
