@@ -2,16 +2,15 @@
 import io
 import json
 import os
-import struct
 import subprocess
 import sys
-import zlib
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image, ImageOps
 
+from hostile_images import png_bomb
 from model_code import batch_predict, batch_steps, image_input, predict
 
 COMMAND = os.path.join(os.path.dirname(sys.executable), "pets-unet-batch-predict")
@@ -32,19 +31,6 @@ def _encode(array, fmt, **kwargs):
     out = io.BytesIO()
     Image.fromarray(array).save(out, fmt, **kwargs)
     return out.getvalue()
-
-
-def _png_bomb(side=13_000):
-    """A real side x side all-black grayscale PNG, streamed through zlib: ~160 KB on disk."""
-    def chunk(kind, data):
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    deflate, row = zlib.compressobj(9), b"\0" * (side + 1)  # filter byte + pixels
-    pixels = b"".join(deflate.compress(row) for _ in range(side)) + deflate.flush()
-    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)  # 8-bit gray, not interlaced
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels)
-            + chunk(b"IEND", b""))
 
 
 def _sideways_jpeg():
@@ -69,7 +55,7 @@ def collection(tmp_path_factory):
     bad = {
         "notes.jpg": (b"this is not an image", "not an image this model reads"),
         "2024/photo.webp": (_encode(_photo(40, 30), "WEBP"), "WebP images are not supported"),
-        "2024/huge.png": (_png_bomb(), "13000x13000 pixels (169.0 megapixels) is more than the "
+        "2024/huge.png": (png_bomb(13000), "13000x13000 pixels (169.0 megapixels) is more than the "
                                        "limit of 120 megapixels"),
         # A valid JPEG header and only half the data: only decoding it can tell.
         "2023/summer/cut.jpg": (truncated[:len(truncated) // 2], "or a damaged one"),
