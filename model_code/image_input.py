@@ -6,21 +6,23 @@ the same function eagerly), so a 500 KB PNG that would decode to 13000x13000 pix
 before a byte of it is decoded. TensorFlow has `extract_jpeg_shape` for JPEG only; the other
 three headers are read by hand here (PNG: IHDR width/height big-endian at bytes 16-24; GIF: the
 logical screen, little-endian at bytes 6-10; BMP: BITMAPINFOHEADER, little-endian at 18-26,
-height negative for top-down files).
+height negative for top-down files). TensorFlow is imported by the functions that use it, so
+that importing this module costs command-line tools nothing at start-up.
 """
 from __future__ import annotations
 
 import io
 from typing import Optional, Tuple
 
-import tensorflow as tf
-
 from model_code.config import DEFAULT_MAX_IMAGE_PIXELS
-READABLE = "JPEG, PNG, GIF or BMP"
+
+READABLE = "JPEG, PNG, GIF or BMP"  # what TensorFlow's decode_image takes
 
 
 def _unsigned(data: tf.Tensor, start: int, length: int, big_endian: bool) -> tf.Tensor:
     """The unsigned integer of `length` bytes at `start` of a scalar string, as int64."""
+    import tensorflow as tf
+
     values = tf.cast(tf.io.decode_raw(tf.strings.substr(data, start, length), tf.uint8), tf.int64)
     weights = tf.constant([256 ** i for i in range(length)], tf.int64)
     return tf.reduce_sum(values * (weights[::-1] if big_endian else weights))
@@ -29,8 +31,11 @@ def _unsigned(data: tf.Tensor, start: int, length: int, big_endian: bool) -> tf.
 def header_size(encoded: tf.Tensor) -> tf.Tensor:
     """(height, width) int64 of one encoded image from its header alone; (0, 0) when the bytes
     are no JPEG, PNG, GIF or BMP header (decoding them then fails with TensorFlow's message)."""
+    import tensorflow as tf
+
     encoded = tf.convert_to_tensor(encoded, tf.string)
     length = tf.strings.length(encoded)
+
     def starts_with(prefix: bytes, min_length: int):
         return tf.logical_and(length >= min_length,
                               tf.equal(tf.strings.substr(encoded, 0, tf.minimum(
@@ -64,6 +69,8 @@ def assert_within_limit(sizes: tf.Tensor, max_pixels: int) -> tf.Tensor:
     """An in-graph check that every (height, width) in `sizes` [batch, 2] has at most
     `max_pixels` pixels; its error names the first image that has more, its size and the limit.
     Use the returned tensor as a control dependency."""
+    import tensorflow as tf
+
     pixels = sizes[:, 0] * sizes[:, 1]
     over = pixels > max_pixels
 
@@ -100,6 +107,8 @@ def check(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Tuple[int,
 
     (0, 0) for bytes with no known header: decoding them gives the final word.
     """
+    import tensorflow as tf
+
     if not data:
         raise ValueError("empty file")
     kind = unsupported_format(data)

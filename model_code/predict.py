@@ -27,8 +27,9 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from model_code.image_input import READABLE
+
 SAVED_MODEL = "saved_model.pb"
-READABLE = "JPEG, PNG, GIF or BMP"
 
 
 class UsageError(Exception):
