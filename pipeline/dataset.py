@@ -11,6 +11,22 @@ Three ways in, one output (`<data_dir>/oxford_iiit_pet/4.0.0/oxford_iiit_pet-{tr
     python -m pipeline.dataset --data-dir data/real --source tfds
     python -m pipeline.dataset --data-dir data/real --source archives --archives ~/Downloads
     python -m pipeline.dataset --data-dir data/synthetic --source synthetic --num-examples 1000
+
+Span layout, for continuous training (issue 18): `<data_dir>/span-1/`, `span-2/`, ..., each span a
+TFDS data_dir of its own (`span-N/oxford_iiit_pet/4.0.0/...`, written through the same builder).
+Spans are written once and never rewritten; `--num-examples` counts per span, span N uses seed
+`--seed + N` and file names numbered from N*100000, so spans never share a `file_name`.
+`--cat-share F` sets the share of cats (default: breeds drawn uniformly, about 32 % cats), so a
+later span can drift from the earlier ones on `species` and `label`:
+
+    python -m pipeline.dataset --data-dir data/spans --source synthetic --span 1 --num-examples 200
+    python -m pipeline.dataset --data-dir data/spans --source synthetic --span 2 --num-examples 200
+    python -m pipeline.dataset --data-dir data/spans --source synthetic --span 3 \\
+        --num-examples 200 --cat-share 0.9
+    python -m pipeline.dataset --data-dir data/spans --source synthetic --spans 3 --num-examples 200
+
+`--spans K` writes span-1..span-K in one go; its last span has 90 % cats (or `--cat-share`)
+unless K is 1.
 """
 from __future__ import annotations
 
@@ -21,6 +37,7 @@ import io
 import os
 import shutil
 import sys
+import uuid
 from typing import Optional
 
 TFDS_NAME = "oxford_iiit_pet"
@@ -166,6 +183,129 @@ def prepare_synthetic(data_dir: str, num_examples: int, seed: int = 0) -> str:
     return out
 
 
+SPAN_PREFIX = "span-"
+SPAN_NAME_OFFSET = 100000  # span N numbers its file names from N * SPAN_NAME_OFFSET + 1
+DEFAULT_LAST_CAT_SHARE = 0.9
+
+
+def span_dir(data_dir: str, span: int) -> str:
+    return os.path.join(data_dir, f"{SPAN_PREFIX}{span}")
+
+
+def _span_has_tfrecords(folder: str) -> bool:
+    return bool(glob.glob(os.path.join(folder, "**", TFRECORD_PATTERN), recursive=True))
+
+
+def _existing_spans(data_dir: str) -> list:
+    spans = []
+    for path in glob.glob(os.path.join(data_dir, f"{SPAN_PREFIX}*")):
+        number = os.path.basename(path)[len(SPAN_PREFIX):]
+        if number.isdigit() and _span_has_tfrecords(path):
+            spans.append(int(number))
+    return sorted(spans)
+
+
+def _refuse_existing_span(data_dir: str, span: int) -> None:
+    folder = span_dir(data_dir, span)
+    if _span_has_tfrecords(folder):
+        next_span = max(_existing_spans(data_dir) + [span]) + 1
+        raise DataDirError(
+            f"{SPAN_PREFIX}{span} already exists in {data_dir}; spans are written once — use the "
+            f"next number ({SPAN_PREFIX}{next_span})")
+    if os.path.isdir(folder) and os.listdir(folder):
+        raise DataDirError(
+            f"{folder} exists but holds no TFRecords (an interrupted write?); remove it and "
+            "write the span again")
+
+
+def _check_span_args(span: int, num_examples: int, cat_share: Optional[float]) -> None:
+    if not isinstance(span, int) or span < 1:
+        raise DataDirError(f"span must be a positive integer, not {span!r}")
+    if not 2 <= num_examples < SPAN_NAME_OFFSET:
+        raise DataDirError(f"--num-examples must lie in 2..{SPAN_NAME_OFFSET - 1} per span "
+                           f"(file names of span N are numbered from N*{SPAN_NAME_OFFSET}), "
+                           f"not {num_examples}")
+    if cat_share is not None and not 0 < cat_share < 1:
+        raise DataDirError(f"--cat-share must lie strictly between 0 and 1, not {cat_share}")
+
+
+def _species_counts(folder: str) -> tuple:
+    """(records, cats) under `folder`; TFDS encodes `species` as 0 = Cat, 1 = Dog."""
+    import tensorflow as tf
+
+    total = cats = 0
+    for path in glob.glob(os.path.join(folder, TFRECORD_PATTERN)):
+        for record in tf.data.TFRecordDataset(path, compression_type=_compression(path)):
+            example = tf.train.Example.FromString(record.numpy())
+            cats += example.features.feature["species"].int64_list.value[0] == 0
+            total += 1
+    return total, cats
+
+
+def prepare_synthetic_span(data_dir: str, span: int, num_examples: int, seed: int = 0,
+                           cat_share: Optional[float] = None) -> str:
+    """Writes `<data_dir>/span-<span>/`, a TFDS data_dir of `num_examples` synthetic pets.
+
+    Span N uses seed `seed + N` and file names `{breed}_{N*100000 + i}`. With `cat_share`, that
+    share of the pets are cats (breed drawn within the species); without, the default mix. The
+    span is built in a hidden folder next to it and renamed into place when complete, so
+    `span-N/` appears whole or not at all; it holds only `oxford_iiit_pet/`. Raises DataDirError
+    if the span already holds TFRecords (spans are immutable). Returns its 4.0.0 folder.
+    """
+    from pipeline import synthetic_pets
+
+    _check_span_args(span, num_examples, cat_share)
+    _refuse_existing_span(data_dir, span)
+    final = span_dir(data_dir, span)
+    staging = os.path.join(data_dir, f".{SPAN_PREFIX}{span}.tmp-{os.getpid()}-{uuid.uuid4().hex}")
+    os.makedirs(staging)
+    try:
+        archive_dir = os.path.join(staging, "archives")
+        synthetic_pets.write_archives(archive_dir, num_examples, seed=seed + span,
+                                      cat_share=cat_share, name_offset=span * SPAN_NAME_OFFSET)
+        with contextlib.redirect_stdout(io.StringIO()):  # see prepare_synthetic
+            prepare_from_archives(archive_dir, staging)
+        shutil.rmtree(archive_dir)
+        shutil.rmtree(os.path.join(staging, "downloads"), ignore_errors=True)
+        try:
+            os.rename(staging, final)  # replaces an empty span-N/, never a written one
+        except OSError as err:
+            _refuse_existing_span(data_dir, span)  # another writer got there first
+            raise DataDirError(f"could not move the new span into {final}: {err}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return version_dir(final)
+
+
+def prepare_synthetic_spans(data_dir: str, num_spans: int, num_examples: int, seed: int = 0,
+                            last_cat_share: Optional[float] = DEFAULT_LAST_CAT_SHARE) -> list:
+    """Writes span-1..span-`num_spans` (see prepare_synthetic_span); the last span has
+    `last_cat_share` cats unless `num_spans` is 1 (then it keeps the default mix). Refuses before
+    writing anything if any of them exists. Returns the spans' 4.0.0 folders."""
+    return [prepare_synthetic_span(data_dir, span, num_examples, seed, cat_share)
+            for span, cat_share in _plan_spans(data_dir, num_spans, num_examples, last_cat_share)]
+
+
+def _plan_spans(data_dir: str, num_spans: int, num_examples: int,
+                last_cat_share: Optional[float]) -> list:
+    """[(span, cat_share)] for span-1..span-`num_spans`, checked before anything is written."""
+    if not isinstance(num_spans, int) or num_spans < 1:
+        raise DataDirError(f"--spans must be a positive integer, not {num_spans!r}")
+    plan = []
+    for span in range(1, num_spans + 1):
+        cat_share = last_cat_share if num_spans > 1 and span == num_spans else None
+        _check_span_args(span, num_examples, cat_share)
+        _refuse_existing_span(data_dir, span)
+        plan.append((span, cat_share))
+    return plan
+
+
+def _span_line(span: int, out: str) -> str:
+    total, cats = _species_counts(out)
+    return (f"{SPAN_PREFIX}{span}: {total} synthetic pets ({100 * cats / total:.0f} % cats) "
+            f"in {out}")
+
+
 def ensure_synthetic(data_dir: str, num_examples: int, seed: int = 0) -> str:
     """The synthetic dataset's TFRecord folder, created first if it is not there yet."""
     try:
@@ -182,10 +322,45 @@ def main(argv: Optional[list] = None) -> int:
     parser.add_argument("--data-dir", required=True, help="TFDS data_dir to write into")
     parser.add_argument("--source", choices=["tfds", "archives", "synthetic"], required=True)
     parser.add_argument("--archives", help="folder holding images.tar.gz and annotations.tar.gz")
-    parser.add_argument("--num-examples", type=int, default=1000, help="synthetic pets to write")
+    parser.add_argument("--num-examples", type=int, default=1000,
+                        help="synthetic pets to write (per span with --span/--spans)")
     parser.add_argument("--seed", type=int, default=0)
+    spans = parser.add_mutually_exclusive_group()
+    spans.add_argument("--span", type=int, metavar="N",
+                       help="with --source synthetic: write only <data-dir>/span-N/ (once)")
+    spans.add_argument("--spans", type=int, metavar="K",
+                       help="with --source synthetic: write span-1..span-K; the last one shifted "
+                            f"to {100 * DEFAULT_LAST_CAT_SHARE:.0f}%% cats unless K is 1")
+    parser.add_argument("--cat-share", type=float, metavar="F",
+                        help="share of cats (0 < F < 1) in the span written by --span, or in the "
+                             "last span of --spans")
     args = parser.parse_args(argv)
+    span_mode = args.span is not None or args.spans is not None
+    if span_mode and args.source != "synthetic":
+        parser.error("--span/--spans need --source synthetic")
+    if args.cat_share is not None and not span_mode:
+        parser.error("--cat-share needs --span or --spans")
+    if args.span is not None and args.span < 1:
+        parser.error(f"--span must be a positive integer, not {args.span}")
+    if args.spans is not None and args.spans < 1:
+        parser.error(f"--spans must be a positive integer, not {args.spans}")
+    if args.cat_share is not None and not 0 < args.cat_share < 1:
+        parser.error(f"--cat-share must lie strictly between 0 and 1, not {args.cat_share}")
     try:
+        if span_mode:
+            if args.span is not None:
+                plan = [(args.span, args.cat_share)]
+            elif args.spans == 1:  # a single span shifts only when asked to
+                plan = [(1, args.cat_share)]
+            else:
+                plan = _plan_spans(args.data_dir, args.spans, args.num_examples,
+                                   DEFAULT_LAST_CAT_SHARE if args.cat_share is None
+                                   else args.cat_share)
+            for span, cat_share in plan:
+                out = prepare_synthetic_span(args.data_dir, span, args.num_examples, args.seed,
+                                             cat_share)
+                print(_span_line(span, out), flush=True)
+            return 0
         if args.source == "tfds":
             out = prepare_online(args.data_dir)
         elif args.source == "archives":

@@ -17,7 +17,7 @@ import io
 import os
 import tarfile
 import tempfile
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -132,15 +132,36 @@ def _encode(rgb: np.ndarray, index: int) -> bytes:
     return out.getvalue()
 
 
-def write_archives(out_dir: str, num_examples: int, seed: int = 0) -> List[str]:
+CAT_BREED_IDS = tuple(i + 1 for i, breed in enumerate(BREEDS) if breed[0].isupper())  # 12
+DOG_BREED_IDS = tuple(i + 1 for i, breed in enumerate(BREEDS) if not breed[0].isupper())  # 25
+
+
+def write_archives(out_dir: str, num_examples: int, seed: int = 0,
+                   cat_share: Optional[float] = None, name_offset: int = 0) -> List[str]:
     """Writes images.tar.gz and annotations.tar.gz for `num_examples` pets; returns their paths.
 
     About half the pets go to `trainval.txt` (with head-box XMLs), the rest to `test.txt`, as in
     the official release.
+
+    By default every pet's breed is drawn uniformly from the 37 breeds, so about 12/37 (32 %) are
+    cats. With `cat_share`, exactly round(cat_share * num_examples) pets are cats (at random
+    positions) and each breed is drawn uniformly within its species; the default draws, and hence
+    every image, mask and list line written for a seed, stay exactly as they were.
+
+    `name_offset` shifts the number in each file name (`{breed}_{name_offset + i}`), so archives
+    written for different spans never share a `file_name`. With an offset or a `cat_share`, the
+    one RGBA image is not written: its quirk relies on the name `Abyssinian_5`, which TFDS knows
+    as corrupt and re-encodes (that name would repeat in every span), and it forces a cat.
     """
     if num_examples < 2:
         raise ValueError("need at least 2 synthetic examples (one per official split)")
+    if cat_share is not None and not 0 <= cat_share <= 1:
+        raise ValueError(f"cat_share must lie in [0, 1], not {cat_share}")
     rng = np.random.default_rng(seed)
+    cat_mask = None
+    if cat_share is not None:
+        cat_mask = np.zeros(num_examples, bool)
+        cat_mask[rng.permutation(num_examples)[:round(cat_share * num_examples)]] = True
     os.makedirs(out_dir, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         images_dir = os.path.join(tmp, "images")
@@ -149,12 +170,17 @@ def write_archives(out_dir: str, num_examples: int, seed: int = 0) -> List[str]:
             os.makedirs(sub)
         lists = {"trainval.txt": [], "test.txt": []}
         for index in range(num_examples):
-            class_id = int(rng.integers(1, len(BREEDS) + 1))
+            if cat_mask is None:
+                class_id = int(rng.integers(1, len(BREEDS) + 1))
+            else:
+                ids = CAT_BREED_IDS if cat_mask[index] else DOG_BREED_IDS
+                class_id = ids[int(rng.integers(len(ids)))]
             breed = BREEDS[class_id - 1]
             is_cat = breed[0].isupper()
-            name = f"{breed}_{index + 1}"
+            name = f"{breed}_{name_offset + index + 1}"
             rgb, trimap, head_box = make_pet(rng, is_cat)
-            if index == 4:  # an RGBA image under a name TFDS knows as corrupt; TFDS re-encodes it
+            if index == 4 and name_offset == 0 and cat_mask is None:
+                # an RGBA image under a name TFDS knows as corrupt; TFDS re-encodes it
                 name = "Abyssinian_5"
                 class_id, is_cat = 1, True
                 rgba = Image.fromarray(rgb).convert("RGBA")
