@@ -11,7 +11,11 @@ sources:
   resource name, the declared type and a URI under the task's folder; `outputFile` in the task
   folder. Form as in TFX's own entrypoint tests (tensorflow/tfx,
   tfx/orchestration/kubeflow/v2/container/testdata/executor_invocation.json). The ImportExampleGen
-  driver (`lifecycle.preCacheCheck`) runs first with the same input. Resolver tasks run their
+  driver (`lifecycle.preCacheCheck`) runs first with the same input, and the `parameterValues` it
+  writes to `outputFile` (span, input_fingerprint, version, input_config with `{SPAN}` resolved)
+  replace the executor's parameters: "The CAIP pipelines system reads this file and updates MLMD
+  with the new execution properties" (TFX, tfx/orchestration/kubeflow/v2/
+  file_based_example_gen/driver.py, `_run_driver`). Resolver tasks run their
   `outputArtifactQueries` (the filters TFX compiles) over the artifacts of earlier runs, newest
   first, as Vertex ML Metadata would. Caching as Vertex documents it: a step whose task spec,
   parameters (after the driver) and input artifacts match an earlier execution reuses its outputs.
@@ -19,8 +23,11 @@ sources:
   differently (kubeflow/pipelines backend/src/v2; reports in sky-uk/kfp-operator's TFX patch notes
   and kubeflow/pipelines#13476): input artifacts arrive with an empty `instanceSchema` and a
   `system.*` schema title; `outputFile` is a local path in the container; lifecycle hooks are not
-  run; resolver executors are rejected by its compiler (backend/src/v2/compiler/argocompiler), so
-  the kubeflow package must not contain any.
+  run (so the executor gets ImportExampleGen's pattern with `{SPAN}` unresolved, as on a cluster;
+  pets_unet.entrypoint resolves it); resolver executors are rejected by its compiler
+  (backend/src/v2/compiler/argocompiler), so the kubeflow package must not contain any. Its cache
+  key (task spec, parameters, input artifacts) has no driver output, so it cannot see new files
+  in a data folder; a task is reused only where its `cachingOptions.enableCache` is true.
 
 Not emulated, only a real cluster shows them: IAM and service accounts, GCS and its zero-byte
 "directory" objects, quotas and machine types, image pulls, retries, the UIs.
@@ -200,6 +207,8 @@ class Launcher:
             output_file = os.path.join(task_root, "executor_output.json")
         else:  # a path in the container, uploaded by the launcher (driver.go, provisionOutputs)
             output_file = os.path.join(self.workdir, name, "kfp_outputs", "output_metadata.json")
+            if os.path.exists(output_file):  # each pod starts without one
+                os.remove(output_file)
         declared = component.get("outputDefinitions", {}).get("artifacts", {})
         outputs, ids = {}, {}
         for key, spec in declared.items():
@@ -213,7 +222,7 @@ class Launcher:
                       for key, spec in task.get("inputs", {}).get("parameters", {}).items()}
         executor_input = {
             "inputs": {
-                "parameterValues": parameters,
+                "parameterValues": dict(parameters),
                 "artifacts": {key: {"artifacts": [a.as_input(self.mode) for a in found]}
                               for key, found in inputs.items()},
             },
@@ -231,6 +240,8 @@ class Launcher:
                        cwd, log_path)
             with open(output_file) as f:
                 driver_output = json.load(f).get("parameterValues", {})
+            # Vertex updates the execution's properties from the hook's output before the executor.
+            executor_input["inputs"]["parameterValues"].update(driver_output)
         cache_key = json.dumps([component, container, parameters, driver_output,
                                 {key: [a.name for a in found] for key, found in inputs.items()}],
                                sort_keys=True)

@@ -138,3 +138,139 @@ def test_folder_markers_under_outputs_are_removed_and_files_kept(gcs):
                                "gs://bucket/root/Trainer/model/Format-Serving/variables/"]
     assert sorted(gcs) == ["root/Other/x/", "root/Trainer/model/Format-Serving/saved_model.pb",
                            "root/Trainer/model/empty.txt"]
+
+
+# ------------------------------------------------------------------ ImportExampleGen over spans
+
+SPAN_PATTERN = "span-{SPAN}/oxford_iiit_pet/4.0.0/*.tfrecord*"
+IMPORT_EXECUTOR = "tfx.components.example_gen.import_example_gen.executor.Executor"
+
+
+def _write_span(root, span):
+    """`root/span-N/oxford_iiit_pet/4.0.0/*.tfrecord*`, 8 synthetic pets (seed N)."""
+    import os
+    import shutil
+
+    from pipeline import dataset
+
+    folder = os.path.join(root, f"span-{span}")
+    dataset.prepare_synthetic(folder, num_examples=8, seed=span)
+    shutil.rmtree(os.path.join(folder, "archives"))
+
+
+@pytest.fixture(scope="module")
+def spans(tmp_path_factory):
+    """A data folder with span-1/ and span-2/, as new data arrives in it."""
+    root = tmp_path_factory.mktemp("spans")
+    _write_span(str(root), 1)
+    _write_span(str(root), 2)
+    return root
+
+
+def _records(pattern, compression=None):
+    import glob
+
+    import tensorflow as tf
+
+    return sorted(bytes(r.numpy()) for path in sorted(glob.glob(pattern))
+                  for r in tf.data.TFRecordDataset(path, compression_type=compression))
+
+
+def _span_records(root, span):
+    return _records(str(root / f"span-{span}" / "oxford_iiit_pet" / "4.0.0" / "*.tfrecord*"))
+
+
+def _example_gen_launcher(tmp_path, input_base, mode):
+    """A one-step package (ImportExampleGen over `{SPAN}`), compiled as kubeflow_runner compiles
+    the pipeline's, run by the launcher emulator."""
+    from tfx import v1 as tfx
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
+
+    import kubeflow_runner
+    from launcher_emulator import Launcher, python_env
+
+    example_gen = tfx.components.ImportExampleGen(
+        input_base=str(input_base),
+        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all",
+                                                                   pattern=SPAN_PATTERN)]))
+    root = str(tmp_path / "root")
+    package = tmp_path / f"spans{kubeflow_runner.TARGETS[mode]}"
+    kubeflow_v2_dag_runner.KubeflowV2DagRunner(
+        config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
+            default_image="pets-unet:test", default_commands=kubeflow_runner.ENTRYPOINTS[mode],
+            use_pipeline_spec_2_1=True),
+        output_dir=str(tmp_path), output_filename=package.name,
+    ).run(tfx.dsl.Pipeline(pipeline_name="spans", pipeline_root=root,
+                           components=[example_gen], enable_cache=True))
+    return Launcher(str(package), root, mode, python_env(), str(tmp_path / "work"))
+
+
+def _examples(step):
+    import os
+
+    examples = step.outputs["examples"][0]
+    written = _records(os.path.join(examples.uri, "Split-*", "*.gz"), "GZIP")
+    return examples.metadata, written
+
+
+def test_kubeflow_import_example_gen_reads_the_newest_span_without_lifecycle_hooks(
+        tmp_path, spans):
+    launcher = _example_gen_launcher(tmp_path, spans, "kubeflow")
+    container = launcher.spec_dict["deploymentSpec"]["executors"]["ImportExampleGen_executor"][
+        "container"]
+    assert "preCacheCheck" in container["lifecycle"]  # compiled, and never run by Kubeflow
+    step = launcher.run()["ImportExampleGen"]  # the container's exact command + args, a process
+    assert step.command[:7] == ["python", "-m", "pets_unet.entrypoint", "--kubeflow",
+                                "--executor_class_path", IMPORT_EXECUTOR,
+                                "--json_serialized_invocation_args"]
+    invocation = json.loads(step.command[7])
+    assert "{SPAN}" in invocation["inputs"]["parameterValues"]["input_config"]
+    assert "span" not in invocation["inputs"]["parameterValues"]
+    log = open(step.log_path).read()
+    assert "$ ImportExampleGen driver" not in log  # no hook ran; the entrypoint ran the driver
+    assert "input pattern resolved by TFX's ExampleGen driver, run here" in log
+    with open(invocation["outputs"]["outputFile"]) as f:  # what the launcher uploads
+        written = json.load(f)["artifacts"]["examples"]["artifacts"][0]["metadata"]
+    assert written["span"] == 2.0
+    assert written["input_fingerprint"].startswith("split:all,num_files:2,")
+    assert "version" not in written  # the pattern has no {VERSION}
+    metadata, records = _examples(step)
+    assert metadata == written
+    assert records == _span_records(spans, 2)  # span 2's records, all of them, and only them
+
+
+def test_vertex_hands_the_hook_output_to_the_executor_and_kubeflow_needs_caching_off(
+        tmp_path, spans):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(spans, data)
+    vertex = _example_gen_launcher(tmp_path / "vertex", data, "vertex").run()["ImportExampleGen"]
+    log = open(vertex.log_path).read()
+    assert "$ ImportExampleGen driver" in log  # Vertex ran the hook, then merged its output:
+    assert "input pattern resolved" not in log  # the entrypoint found nothing left to resolve
+    metadata, records = _examples(vertex)
+    assert metadata["span"] == 2.0 and records == _span_records(spans, 2)
+
+    kubeflow = _example_gen_launcher(tmp_path / "kubeflow", data, "kubeflow")
+    assert _examples(kubeflow.run()["ImportExampleGen"])[0]["span"] == 2.0
+    shutil.copytree(data / "span-1", data / "span-3")  # new data arrives
+    task = kubeflow.spec_dict["root"]["dag"]["tasks"]["ImportExampleGen"]
+    assert task["cachingOptions"]["enableCache"] is True
+    cached = kubeflow.run()["ImportExampleGen"]  # KFP's cache key cannot see the new folder
+    assert cached.cached and _examples(cached)[0]["span"] == 2.0
+    task["cachingOptions"]["enableCache"] = False  # as the Kubeflow package compiles it
+    fresh = kubeflow.run()["ImportExampleGen"]
+    metadata, records = _examples(fresh)
+    assert not fresh.cached and metadata["span"] == 3.0 and records == _span_records(spans, 1)
+
+
+def test_steps_without_span_tokens_pass_unchanged():
+    invocation = {"inputs": {"parameterValues": {
+        "input_config": json.dumps({"splits": [{"name": "all", "pattern": "*.tfrecord*"}]})}},
+        "outputs": {"outputFile": "/nonexistent/executor_output.json"}}
+    for executor in (IMPORT_EXECUTOR, "tfx.components.trainer.executor.GenericExecutor"):
+        argv = ["--executor_class_path", executor, "--json_serialized_invocation_args",
+                json.dumps(invocation), "--runner=DirectRunner"]
+        assert entrypoint.resolve_spans(argv) == (argv, {})
+        assert entrypoint.resolve_spans(argv)[0] is argv
