@@ -3,7 +3,9 @@
     python kubeflow_runner.py --pipeline-root gs://BUCKET/root --data-root gs://BUCKET/pets/4.0.0 \\
         --image REGION-docker.pkg.dev/PROJECT/REPO/pets-unet:latest --output pipeline.json
     python kubeflow_runner.py ... --submit --project PROJECT --region us-central1
+    python kubeflow_runner.py ... --submit --schedule "0 3 * * 1"   # a Vertex AI schedule
     python kubeflow_runner.py ... --target kubeflow        # writes pets_unet_pipeline.yaml
+    python kubeflow_runner.py ... --data-root gs://BUCKET/pets --span-layout tfds   # span-N/ folders
 
 The DAG comes from `pipeline.pipeline.create_pipeline`, the same function local_runner.py uses.
 TFX's KubeflowV2DagRunner writes what each platform takes: for Vertex AI a PipelineJob (.json),
@@ -17,12 +19,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import re
 import sys
 from typing import List, Optional, Tuple
 
-from model_code.config import PRESETS, get_preset
+from model_code.config import DRIFT_ACTIONS, PRESETS, WARM_START, get_preset
 from model_code.precision import PRECISIONS
-from pipeline import beam_options, preflight
+from pipeline import beam_options, preflight, spans
 
 BEAM_RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner")
 # What each platform takes: file extension of the compiled package.
@@ -74,6 +77,20 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="with --tune: trials to run [env TUNE_TRIALS, default: the preset's]")
     p.add_argument("--tune-epochs", type=int, default=_int_env("TUNE_EPOCHS"),
                    help="with --tune: epochs per trial [env TUNE_EPOCHS, default: the preset's]")
+    p.add_argument("--span-layout", choices=sorted(spans.LAYOUTS), default=_env("SPAN_LAYOUT"),
+                   help="--data-root holds span-N/ folders, each with TFDS's "
+                        "oxford_iiit_pet/4.0.0/ (tfds) or the TFRecords themselves (files): each "
+                        "run ingests the newest span (README, \"Continuous training\") [env "
+                        "SPAN_LAYOUT; default: found in a local --data-root, else none]")
+    p.add_argument("--window-spans", type=int, default=_int_env("WINDOW_SPANS"),
+                   help="with spans: train on the newest K spans [env WINDOW_SPANS, default: "
+                        "the preset's]")
+    p.add_argument("--warm-start", choices=WARM_START, default=_env("WARM_START"),
+                   help="with spans, on Vertex AI: auto starts from the latest blessed model "
+                        "when it fits; never trains cold [env WARM_START, default: the preset's]")
+    p.add_argument("--on-drift", choices=DRIFT_ACTIONS, default=_env("ON_DRIFT"),
+                   help="with spans: warn, or stop before training when the new span drifted "
+                        "[env ON_DRIFT, default: the preset's]")
     p.add_argument("--beam-runner", choices=BEAM_RUNNERS,
                    default=_env("BEAM_RUNNER", "DirectRunner"),
                    help="runner for the Beam components [env BEAM_RUNNER, default DirectRunner]")
@@ -103,7 +120,23 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "for vertex, pets_unet_pipeline.yaml for kubeflow]")
     p.add_argument("--submit", action="store_true",
                    help="submit the compiled PipelineJob to Vertex AI Pipelines (vertex only)")
+    p.add_argument("--schedule", metavar="CRON", default=_env("PIPELINE_SCHEDULE"),
+                   help="with --submit: create a Vertex AI pipeline schedule running the job on "
+                        "this cron (5 fields, optionally after TZ=Area/City), one run at a time, "
+                        "instead of one run now [env PIPELINE_SCHEDULE]")
     return p.parse_args(argv)
+
+
+def check_cron(expression: str) -> str:
+    """`expression` if it is a 5-field cron, as Vertex AI schedules take (ValueError if not)."""
+    fields = expression.split()
+    if fields and fields[0].startswith(("TZ=", "CRON_TZ=")):
+        fields = fields[1:]
+    if len(fields) != 5 or not all(re.fullmatch(r"[0-9*/,\-A-Za-z?]+", f) for f in fields):
+        raise ValueError(f"--schedule {expression!r}: not a cron expression of 5 fields "
+                         "(minute hour day-of-month month day-of-week), e.g. \"0 3 * * 1\" "
+                         "for Mondays at 03:00 UTC, optionally after TZ=Europe/Berlin")
+    return expression
 
 
 def beam_pipeline_args(args: argparse.Namespace) -> List[str]:
@@ -140,6 +173,14 @@ def resolve_target(args: argparse.Namespace) -> Tuple[str, str]:
     return by_extension[extension], args.output
 
 
+def span_layout(args: argparse.Namespace) -> Optional[str]:
+    """--span-layout, or the layout found in a local --data-root (DataDirError if it is wrong)."""
+    if args.span_layout or "://" in args.data_root:
+        return args.span_layout
+    found = spans.find_spans(args.data_root)
+    return found.layout if found else None
+
+
 def _missing(args: argparse.Namespace) -> List[str]:
     needed = {"--pipeline-root": args.pipeline_root, "--data-root": args.data_root,
               "--image": args.image}
@@ -153,7 +194,7 @@ def compile_pipeline(args: argparse.Namespace) -> str:
     # Imported by name: tfx.v1 hides KubeflowV2DagRunner silently when kfp is missing.
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
-    from pipeline.pipeline import PIPELINE_NAME, VertexTraining, create_pipeline
+    from pipeline.pipeline import PIPELINE_NAME, Spans, VertexTraining, create_pipeline
 
     target, output = resolve_target(args)
     output = os.path.abspath(output)
@@ -165,13 +206,15 @@ def compile_pipeline(args: argparse.Namespace) -> str:
             accelerator_type=args.vertex_accelerator_type,
             accelerator_count=args.vertex_accelerator_count,
             replica_count=args.vertex_replica_count)
+    layout = span_layout(args)
     pipeline = create_pipeline(
+        spans=Spans(pattern=spans.input_pattern(layout),
+                    store=f"{args.pipeline_root.rstrip('/')}/span_store") if layout else None,
         pipeline_name=PIPELINE_NAME,
         pipeline_root=args.pipeline_root,
         data_root=args.data_root,
         serving_dir=args.serving_dir or f"{args.pipeline_root.rstrip('/')}/serving_model",
-        config=get_preset(args.preset, args.epochs, args.precision, args.tune_trials,
-                          args.tune_epochs),
+        config=settings(args),
         tune=args.tune,
         beam_pipeline_args=beam_pipeline_args(args),
         vertex_training=vertex,
@@ -187,15 +230,28 @@ def compile_pipeline(args: argparse.Namespace) -> str:
         output_dir=os.path.dirname(output), output_filename=os.path.basename(output))
     runner.run(pipeline)
     if target == "kubeflow":
-        set_default_pipeline_root(output, args.pipeline_root)
+        finish_kubeflow_package(output, args.pipeline_root)
     return output
 
 
-def set_default_pipeline_root(package: str, pipeline_root: str) -> None:
-    """Records --pipeline-root in a Kubeflow package, which TFX leaves without one.
+def settings(args: argparse.Namespace):
+    """The configuration the flags ask for (ValueError when they make no sense)."""
+    return get_preset(args.preset, args.epochs, args.precision, args.tune_trials,
+                      args.tune_epochs, window_spans=args.window_spans,
+                      warm_start=args.warm_start, drift_action=args.on_drift)
+
+
+def finish_kubeflow_package(package: str, pipeline_root: str) -> None:
+    """Two things TFX leaves for a Kubeflow package: a default pipeline root, and no caching of
+    ImportExampleGen.
 
     Kubeflow Pipelines would otherwise put artifacts under its own default root (often
-    minio://...), which TensorFlow cannot write; a run may still override it.
+    minio://...), which TensorFlow cannot write; a run may still override it. Its cache key
+    (the task's spec, parameters and input artifacts) cannot see new files in the data folder,
+    and it runs no lifecycle hook (where Vertex AI runs ExampleGen's driver, whose fingerprint
+    enters Vertex's key), so a cached ImportExampleGen would never see a new span. Downstream
+    steps stay cached while the data is the same... only on Vertex AI: on Kubeflow each run's
+    new Examples artifact makes them run again.
     """
     import yaml
 
@@ -205,6 +261,8 @@ def set_default_pipeline_root(package: str, pipeline_root: str) -> None:
         lambda line: line.startswith("#"), text.splitlines()))
     documents = list(yaml.safe_load_all(text))
     documents[0]["defaultPipelineRoot"] = pipeline_root
+    documents[0]["root"]["dag"]["tasks"]["ImportExampleGen"]["cachingOptions"] = {
+        "enableCache": False}
     with open(package, "w") as f:
         f.write(header)
         yaml.dump_all(documents, f, sort_keys=True)
@@ -225,6 +283,12 @@ def submit(spec_path: str, args: argparse.Namespace) -> str:
     aiplatform.init(project=args.project, location=args.region)
     job = aiplatform.PipelineJob(display_name="pets-unet-segmentation", template_path=spec_path,
                                  pipeline_root=args.pipeline_root, enable_caching=True)
+    if args.schedule:
+        # One run at a time: a run still training when the next is due makes that one wait.
+        schedule = job.create_schedule(cron=args.schedule,
+                                       display_name="pets-unet-segmentation schedule",
+                                       max_concurrent_run_count=1, allow_queueing=True)
+        return schedule.resource_name
     job.submit()
     return job.resource_name
 
@@ -238,14 +302,23 @@ def main(argv=None) -> int:
         return 2
     try:
         for flag, value in (("--epochs", args.epochs), ("--tune-trials", args.tune_trials),
-                            ("--tune-epochs", args.tune_epochs)):
+                            ("--tune-epochs", args.tune_epochs),
+                            ("--window-spans", args.window_spans)):
             preflight.check_count(flag, value)
-        get_preset(args.preset, args.epochs, args.precision, args.tune_trials, args.tune_epochs)
+        settings(args)
+        if not span_layout(args) and (args.window_spans or args.warm_start or args.on_drift):
+            raise ValueError("--window-spans, --warm-start and --on-drift need a --data-root of "
+                             "span folders (--span-layout; README, \"Continuous training\")")
         beam_options.check_args(beam_pipeline_args(args))
         if (args.tune_trials or args.tune_epochs) and not args.tune:
             raise ValueError("--tune-trials and --tune-epochs set the Tuner's budget; "
                              "add --tune to run it")
         resolve_target(args)
+        if args.schedule:
+            if not args.submit:
+                raise ValueError("--schedule creates a Vertex AI schedule when submitting; add "
+                                 "--submit (for Kubeflow, see README: a recurring run)")
+            check_cron(args.schedule)
         if args.vertex_replica_count < 1:
             raise ValueError(f"--vertex-replica-count must be at least 1, got "
                              f"{args.vertex_replica_count}")
@@ -256,7 +329,8 @@ def main(argv=None) -> int:
     print(f"Compiled {resolve_target(args)[0]} package: {spec}")
     if args.submit:
         try:
-            print(f"Submitted Vertex AI pipeline job: {submit(spec, args)}")
+            what = "schedule" if args.schedule else "pipeline job"
+            print(f"Submitted Vertex AI {what}: {submit(spec, args)}")
         except RuntimeError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -3,6 +3,12 @@
     python local_runner.py                       # demo preset on synthetic pets, offline
     python local_runner.py --preset seed --data-dir data/real   # the tutorial, on real data
     python local_runner.py --tune                # first search hyperparameters with TFX's Tuner
+    python local_runner.py --data-dir data/spans # a folder of span-N/ folders: continuous training
+
+With a --data-dir of span folders (span-1/, span-2/, ...: README, "Continuous training") a run
+ingests the newest span, checks it for drift against the span before, trains on a window of the
+newest spans, warm-starting from the latest blessed model. A run with nothing new (the newest
+span unchanged, the same settings, and the last run completed) says so and stops.
 
 With no --data-dir, a synthetic dataset in TFDS's on-disk format is written first if missing.
 Before anything heavy, the flags, the folders and the --data-dir (read through once) are checked,
@@ -22,13 +28,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import json
 import os
 import shutil
 import sys
 
-from model_code.config import PRESETS, get_preset
+from model_code.config import DRIFT_ACTIONS, PRESETS, WARM_START, get_preset
 from model_code.precision import PRECISIONS
-from pipeline import beam_options, console, dataset, preflight
+from pipeline import beam_options, console, dataset, preflight, spans
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INTERRUPTED = ("interrupted: run the same command again to go on; the components that completed "
@@ -59,6 +66,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="with --tune: trials to run (default: the preset's)")
     parser.add_argument("--tune-epochs", type=int, metavar="N",
                         help="with --tune: epochs per trial (default: the preset's)")
+    parser.add_argument("--window-spans", type=int, metavar="K",
+                        help="with a --data-dir of span folders: train on the newest K spans "
+                             "(default: the preset's)")
+    parser.add_argument("--warm-start", choices=WARM_START,
+                        help="with span folders: auto (the presets' default) starts from the "
+                             "latest blessed model's weights when they fit; never trains cold")
+    parser.add_argument("--on-drift", choices=DRIFT_ACTIONS,
+                        help="with span folders: warn (the presets' default) or stop the run "
+                             "before training when the new span drifted")
     parser.add_argument("--beam-mode", choices=beam_options.MODES, default="auto",
                         help="Beam DirectRunner: in_memory (one process) or multi_processing "
                              "(one worker per CPU); auto picks by the input's size")
@@ -85,7 +101,11 @@ def main(argv=None) -> int:
             preflight.check_folder("--pipeline-root", pipeline_root)
             preflight.check_folder("--serving-dir", serving_dir)
             preflight.check_store("--metadata-path", metadata_path)
-            if args.data_dir:
+            layout = spans.find_spans(args.data_dir) if args.data_dir else None
+            if layout:
+                data_root = layout.root
+                examples = dataset.check_tfrecords(layout.folder(layout.newest))
+            elif args.data_dir:
                 data_root = dataset.find_tfrecord_dir(args.data_dir)
                 examples = dataset.check_tfrecords(data_root)
             else:
@@ -93,19 +113,23 @@ def main(argv=None) -> int:
                     os.path.join(HERE, "data", f"synthetic_{config.synthetic_examples}"),
                     config.synthetic_examples)
                 examples = config.synthetic_examples
+            if not layout and (args.window_spans or args.warm_start or args.on_drift):
+                raise ValueError("--window-spans, --warm-start and --on-drift need a --data-dir "
+                                 "of span folders (span-1/, span-2/, ...; README, "
+                                 "\"Continuous training\")")
             beam_mode, beam_why = beam_options.choose(args.beam_mode, examples)
             held.enter_context(preflight.exclusive(pipeline_root, metadata_path))
         except ValueError as err:  # DataDirError and StoreBusy included
             print(f"error: {err}", file=sys.stderr)
             return 2
         return run(args, config, data_root, beam_mode, beam_why, pipeline_root, serving_dir,
-                   metadata_path)
+                   metadata_path, layout)
 
 
 def check_settings(args: argparse.Namespace):
     """The run's configuration, once the flags are known to make sense (ValueError if not)."""
     for flag, value in (("--epochs", args.epochs), ("--tune-trials", args.tune_trials),
-                        ("--tune-epochs", args.tune_epochs)):
+                        ("--tune-epochs", args.tune_epochs), ("--window-spans", args.window_spans)):
         preflight.check_count(flag, value)
     if (args.tune_trials or args.tune_epochs) and not args.tune:
         raise ValueError("--tune-trials and --tune-epochs set the Tuner's budget; "
@@ -113,26 +137,35 @@ def check_settings(args: argparse.Namespace):
     if args.beam_arg:
         beam_options.check_args(args.beam_arg)
     return get_preset(args.preset, args.epochs, args.precision, args.tune_trials,
-                      args.tune_epochs)
+                      args.tune_epochs, window_spans=args.window_spans,
+                      warm_start=args.warm_start, drift_action=args.on_drift)
 
 
 def run(args: argparse.Namespace, config, data_root: str, beam_mode: str, beam_why: str,
-        pipeline_root: str, serving_dir: str, metadata_path: str) -> int:
+        pipeline_root: str, serving_dir: str, metadata_path: str, layout=None) -> int:
     """Runs the pipeline and prints what this run produced; 2 for the failures we expect."""
     # Heavy imports only once the arguments are known to be good.
     from components.atomic_pusher import PushError
     from components.example_quarantine import DataQualityError
+    from components.span_window import DriftError
     from pipeline.pipeline import PIPELINE_NAME
     from pipeline.run_summary import summarize_run
 
     print(f"Pipeline {PIPELINE_NAME}, preset {args.preset}, data {data_root}", flush=True)
+    if layout:
+        print(f"Spans: {layout.describe()}", flush=True)
     print(f"Beam: DirectRunner {beam_mode} ({beam_why})", flush=True)
     pipeline = build_pipeline(args, config, data_root, beam_mode, pipeline_root, serving_dir,
-                              metadata_path)
+                              metadata_path, layout)
+    if layout:
+        done = nothing_new(layout, pipeline, metadata_path)
+        if done:
+            print(done)
+            return 0
     progress = None if args.verbose else console.ComponentProgress().attach()
     try:
         run_id = run_locally(pipeline)
-    except (DataQualityError, PushError) as err:  # expected. Anything else keeps its traceback.
+    except (DataQualityError, PushError, DriftError) as err:  # expected; others: traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
     finally:
@@ -169,12 +202,46 @@ def run_locally(pipeline) -> str:
     return run_id
 
 
+def nothing_new(layout, pipeline, metadata_path: str) -> str:
+    """A line saying there is nothing to do, when the newest completed run already trained on
+    this very span (TFX's fingerprint: file names, sizes, modification times) with the same
+    Trainer settings; else "". A warm-started Trainer would otherwise train again from its own
+    blessed model, and push a copy of it, every time a schedule finds no new data."""
+    from tfx.components.example_gen import input_processor
+
+    from pipeline.run_summary import last_completed_run
+
+    last = last_completed_run(metadata_path)
+    if last is None:
+        return ""
+    by_id = {component.id: component for component in pipeline.components}
+    processor = input_processor.FileBasedInputProcessor(
+        layout.root, _splits(by_id["ImportExampleGen"].exec_properties["input_config"]), None)
+    span, version = processor.resolve_span_and_version()
+    trainer = by_id["Trainer"]
+    same_settings = json.loads(last.trainer_config or "null") == json.loads(
+        trainer.exec_properties["custom_config"])
+    if (span, processor.get_input_fingerprint(span, version)) != (last.span, last.fingerprint) \
+            or not same_settings:
+        return ""
+    return (f"No new span: span {span} is unchanged since run {last.run_id} trained on it "
+            f"with these settings; nothing to do. Add span-{span + 1}/ to {layout.root} to "
+            "train again.")
+
+
+def _splits(input_config_json: str):
+    from tfx import v1 as tfx
+    from tfx.utils import proto_utils
+
+    return proto_utils.json_to_proto(input_config_json, tfx.proto.Input()).splits
+
+
 def build_pipeline(args: argparse.Namespace, config, data_root: str, beam_mode: str,
-                   pipeline_root: str, serving_dir: str, metadata_path: str):
+                   pipeline_root: str, serving_dir: str, metadata_path: str, layout=None):
     """The pipeline this runner runs: pipeline.create_pipeline with the local choices."""
     from tfx import v1 as tfx
 
-    from pipeline.pipeline import PIPELINE_NAME, create_pipeline
+    from pipeline.pipeline import PIPELINE_NAME, Spans, create_pipeline
 
     return create_pipeline(
         pipeline_name=PIPELINE_NAME,
@@ -186,7 +253,9 @@ def build_pipeline(args: argparse.Namespace, config, data_root: str, beam_mode: 
             metadata_path),
         beam_pipeline_args=[*beam_options.direct_runner_args(beam_mode), *args.beam_arg],
         report_note="" if args.data_dir else SYNTHETIC_NOTE,
-        tune=args.tune)
+        tune=args.tune,
+        spans=Spans(pattern=layout.pattern, store=os.path.join(pipeline_root, "span_store"))
+        if layout else None)
 
 
 def publish_report(report_path: str, folder: str) -> str:

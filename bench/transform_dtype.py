@@ -110,7 +110,7 @@ def measure(data_root: str, order) -> dict:
         metadata = os.path.join(out, "metadata.sqlite")
         tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
             pipeline_name="transform-dtype", pipeline_root=os.path.join(out, "root"),
-            components=[*list(data)[:-1], *transforms],
+            components=[*data.components()[:-1], *transforms],
             metadata_connection_config=tfx.orchestration.metadata
             .sqlite_metadata_connection_config(metadata),
             beam_pipeline_args=beam_options.direct_runner_args("in_memory")))

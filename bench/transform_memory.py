@@ -46,14 +46,14 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
             pipeline_name="transform-memory", pipeline_root=os.path.join(out, "root"),
-            components=list(components),
+            components=components.components(),
             metadata_connection_config=tfx.orchestration.metadata
             .sqlite_metadata_connection_config(metadata),
             beam_pipeline_args=beam_options.direct_runner_args(args.beam_mode)))
         seconds = time.perf_counter() - start
         components_seconds = summarize_latest_run(metadata).seconds
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"steps": [c.id for c in components], "data_root": data_root,
+    print(json.dumps({"steps": [c.id for c in components.components()], "data_root": data_root,
                       "beam_mode": args.beam_mode, "cpus": beam_options.cores(),
                       "seconds": seconds, "components": components_seconds,
                       "peak_rss_mb": peak_mb}))

@@ -24,6 +24,7 @@ def EvaluationReport(  # noqa: N802 - TFX component names are classes
     split: tfx.dsl.components.Parameter[str] = "test",
     note: tfx.dsl.components.Parameter[str] = "",
     tuner_results: tfx.dsl.components.InputArtifact[standard_artifacts.TunerResults] = None,
+    window: tfx.dsl.components.InputArtifact[standard_artifacts.Examples] = None,
 ) -> None:
     write_page(ReportInputs(
         evaluation_uri=evaluation.uri,
@@ -35,5 +36,6 @@ def EvaluationReport(  # noqa: N802 - TFX component names are classes
         split=split,
         note=note,
         tuner_results_uri=tuner_results.uri if tuner_results else None,
+        window_uri=window.uri if window else None,
     ), report.uri)
     report.set_int_custom_property("blessed", int(bool(read_blessing(blessing.uri))))

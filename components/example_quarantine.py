@@ -156,9 +156,13 @@ def ExampleQuarantine(  # noqa: N802 - TFX component names are classes
     beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
     splits: List[str] = artifact_utils.decode_split_names(examples.split_names)
-    clean_examples.split_names = examples.split_names
-    for key, value in examples.mlmd_artifact.custom_properties.items():  # payload format, span
+    # Payload format, span, fingerprint: custom properties locally; on Vertex AI and Kubeflow the
+    # span comes back as the Examples type's own `span` property.
+    for key, value in examples.mlmd_artifact.properties.items():
+        clean_examples.mlmd_artifact.properties[key].CopyFrom(value)
+    for key, value in examples.mlmd_artifact.custom_properties.items():
         clean_examples.mlmd_artifact.custom_properties[key].CopyFrom(value)
+    clean_examples.split_names = examples.split_names
     with beam_pipeline as pipeline:
         for split in splits:
             records = (pipeline | f"Read[{split}]" >> beam.io.ReadFromTFRecord(

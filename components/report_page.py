@@ -34,6 +34,7 @@ from model_code.labels import BREEDS, CLASS_NAMES, SPECIES
 GALLERY_SIZE = 6
 HEADLINE = (metrics.PIXEL_ACCURACY, metrics.MEAN_IOU)
 QUARANTINE_SUMMARY = "summary.json"
+WINDOW_FILE = "window.json"  # what components.span_window writes beside the window's splits
 TUNER_RESULTS = "tuner_results.json"  # the name TFX's Tuner executor writes its trials under
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 PAGE_TEMPLATE = "report.html.j2"
@@ -55,6 +56,7 @@ class ReportInputs:
     pushed_destination: Optional[str] = None
     note: str = ""  # said first, e.g. that the data was synthetic
     tuner_results_uri: Optional[str] = None  # the Tuner's trials, when the run was tuned
+    window_uri: Optional[str] = None  # SpanWindow's output, for a data folder of spans
 
 
 # ---------------------------------------------------------------- reading the run's artifacts
@@ -120,15 +122,35 @@ def read_data_checks(quarantine_uri: Optional[str]) -> Optional[dict]:
             "reasons": summary["reasons"], "uri": quarantine_uri}
 
 
-def read_tuner_results(tuner_results_uri: Optional[str]) -> Optional[List[dict]]:
-    """The Tuner's completed trials, best first: {"trial_id", "score", <hyperparameters>}."""
+def _artifact_json(uri: Optional[str], name: str):
+    """The JSON file `name` in an artifact's folder, or None when there is none."""
     import tensorflow as tf
 
-    path = os.path.join(tuner_results_uri or "", TUNER_RESULTS)
-    if not tuner_results_uri or not tf.io.gfile.exists(path):
+    path = os.path.join(uri or "", name)
+    if not uri or not tf.io.gfile.exists(path):
         return None
     with tf.io.gfile.GFile(path) as f:
         return json.load(f)
+
+
+def read_tuner_results(tuner_results_uri: Optional[str]) -> Optional[List[dict]]:
+    """The Tuner's completed trials, best first: {"trial_id", "score", <hyperparameters>}."""
+    return _artifact_json(tuner_results_uri, TUNER_RESULTS)
+
+
+def read_window(window_uri: Optional[str]) -> Optional[dict]:
+    """SpanWindow's facts: the span ingested, the window, counts per span, drift."""
+    return _artifact_json(window_uri, WINDOW_FILE)
+
+
+def read_start(model_uri: Optional[str]) -> Optional[dict]:
+    """The Trainer's warm start record (model_code.warm_start.Start.record), if it made one."""
+    from tfx.utils import path_utils
+
+    if not model_uri:
+        return None
+    return (precision.read_record(path_utils.serving_model_dir(model_uri)) or {}).get(
+        "warm_start")
 
 
 def _thresholds(eval_result) -> List[Tuple[str, str, object]]:
@@ -265,6 +287,26 @@ def _data_checks(checks: Optional[dict]) -> Optional[dict]:
         return None
     reasons = [[reason, str(n)] for reason, n in sorted(checks["reasons"].items())]
     return dict(checks, reasons=reasons)
+
+
+def _data_over_time(window: Optional[dict], start: Optional[dict]) -> Optional[dict]:
+    if not window:
+        return None
+    splits = sorted({split for counts in window["counts"].values() for split in counts})
+    rows = [[f"span {span}", *[str(counts.get(split, 0)) for split in splits]]
+            for span, counts in window["counts"].items()]
+    drift = [[d["feature"], d["measure"], f"{d['value']:.4g}", f"{d['threshold']:g}",
+              "drift" if d["drifted"] else "ok"] for d in window["drift"]]
+    if start is None:
+        started = None
+    elif start["warm"]:
+        started = f"Warm start from the latest blessed model {start['from']}."
+    else:
+        started = f"Cold start: {start['reason']}."
+    return {"span": window["span"], "window": [str(s) for s in window["window"]],
+            "splits": splits, "rows": rows, "drift_summary": window["drift_summary"],
+            "drift": drift, "drifted": any(d["drifted"] for d in window["drift"]),
+            "action": window.get("drift_action", "warn"), "start": started}
 
 
 def _hyperparameter(value) -> str:
@@ -420,6 +462,7 @@ def render(run: ReportInputs) -> str:
         verdict=_verdict(run, read_blessing(run.blessing_uri), overall, _thresholds(eval_result),
                          has_baseline, validation_failures(run.evaluation_uri)),
         checks=_data_checks(read_data_checks(run.quarantine_uri)),
+        spans=_data_over_time(read_window(run.window_uri), (record or {}).get("warm_start")),
         tuning=_tuning(read_tuner_results(run.tuner_results_uri),
                        (record or {}).get("hyperparameters")),
         has_baseline=has_baseline,

@@ -20,6 +20,8 @@ PREPROCESSING_FIELDS = ("input_size", "input_channels", "num_unet_blocks")
 # before decoding. Today's phone cameras write 12 to 50 megapixels (50 MP: 8160x6120) and 108 MP
 # in full-sensor modes (12032x9024); larger ones (200 MP modes, decompression bombs) are refused.
 DEFAULT_MAX_IMAGE_PIXELS = 120_000_000
+WARM_START = ("auto", "never")
+DRIFT_ACTIONS = ("warn", "stop")
 
 
 def unet_output_size(input_size: int, num_blocks: int) -> int:
@@ -119,6 +121,21 @@ class Config:
     # tutorial, which reads only its own dataset.
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
+    # Continuous training, for a data folder of span-N/ folders (README, "Continuous training").
+    # Not in the tutorial. Train on the newest `window_spans` spans; warm-start ("auto") from
+    # the latest blessed model when its U-Net has this one's shape, then train
+    # `finetune_epochs` epochs at the learning rates times `finetune_lr_scale`.
+    window_spans: int = 3
+    warm_start: str = "auto"
+    finetune_epochs: int = 8
+    finetune_lr_scale: float = 0.3
+    # Drift of a new span from the one before: Jensen-Shannon divergence of a feature's
+    # histogram (TFDV's drift comparator; its L-infinity one needs categorical statistics, which
+    # StatisticsGen makes for integer features only given a schema) above which it counts as
+    # drift. `drift_action` "warn" reports it, "stop" ends the run before training (exit 2).
+    drift_thresholds: Tuple[Tuple[str, float], ...] = (("species", 0.1), ("label", 0.25))
+    drift_action: str = "warn"
+
     # Hyperparameter search, used only when a runner is given --tune.
     tuning: Tuning = Tuning()
 
@@ -132,6 +149,14 @@ class Config:
         unet_output_size(self.input_size, self.num_unet_blocks)  # validates the geometry
         if self.max_image_pixels < 1:
             raise ValueError(f"max_image_pixels must be positive, got {self.max_image_pixels}")
+        if self.window_spans < 1 or self.finetune_epochs < 1:
+            raise ValueError(f"window_spans and finetune_epochs must be at least 1, got "
+                             f"{self.window_spans} and {self.finetune_epochs}")
+        if self.warm_start not in WARM_START or self.drift_action not in DRIFT_ACTIONS:
+            raise ValueError(f"warm_start is one of {WARM_START}, drift_action one of "
+                             f"{DRIFT_ACTIONS}; got {self.warm_start!r}, {self.drift_action!r}")
+        if not 0 < self.finetune_lr_scale <= 1:
+            raise ValueError(f"finetune_lr_scale must be in (0, 1], got {self.finetune_lr_scale}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of "
                              f"{', '.join(PRECISIONS)}")
@@ -200,6 +225,7 @@ DEMO = dataclasses.replace(
     num_epochs=12,
     lr_schedule_values=(2e-3, 1e-3, 3e-4, 1e-4),
     synthetic_examples=1000,
+    finetune_epochs=4,
     min_mean_iou=0.6,
     min_pixel_accuracy=0.8,
     tuning=Tuning(max_trials=6, epochs_per_trial=4, learning_rate=(3e-4, 1e-2),
@@ -213,6 +239,7 @@ SMOKE = dataclasses.replace(
     batch_size=4,
     shuffle_buffer=16,
     num_epochs=1,
+    finetune_epochs=1,
     validation_sub_splits=1,
     synthetic_examples=40,
     min_mean_iou=0.0,
@@ -225,9 +252,10 @@ PRESETS: Dict[str, Config] = {"seed": SEED, "demo": DEMO, "smoke": SMOKE}
 
 
 def get_preset(name: str, epochs: Optional[int] = None, precision: Optional[str] = None,
-               trials: Optional[int] = None, epochs_per_trial: Optional[int] = None) -> Config:
-    """A preset by name, optionally with epochs, precision and the search budget overridden
-    (runners' flags)."""
+               trials: Optional[int] = None, epochs_per_trial: Optional[int] = None,
+               **fields: Any) -> Config:
+    """A preset by name, optionally with epochs, precision, the search budget and other fields
+    (`fields`, e.g. window_spans=2; None leaves one as it is) overridden (runners' flags)."""
     try:
         config = PRESETS[name]
     except KeyError:
@@ -243,4 +271,5 @@ def get_preset(name: str, epochs: Optional[int] = None, precision: Optional[str]
               if value is not None}
     if budget:
         config = dataclasses.replace(config, tuning=dataclasses.replace(config.tuning, **budget))
-    return config
+    fields = {key: value for key, value in fields.items() if value is not None}
+    return dataclasses.replace(config, **fields) if fields else config

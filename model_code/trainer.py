@@ -29,7 +29,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from model_code import distribution, export, hyperparameters, precision, preprocessing
+from model_code import (distribution, export, hyperparameters, precision, preprocessing,
+                        warm_start)
 from model_code.config import Config
 from model_code.metrics import PixelMeanIoU
 from model_code.training_display import EpochLine, ImageSummaries
@@ -145,10 +146,12 @@ def load_data(fn_args, config: Config, tf_transform_output) -> TrainingData:
 
 
 def fit(config: Config, data: TrainingData, log_dir: str, policy: str,
-        strategy: Optional[tf.distribute.Strategy] = None, show: bool = True):
+        strategy: Optional[tf.distribute.Strategy] = None, show: bool = True,
+        initial_weights: Optional[List] = None):
     """Builds, compiles and trains the U-Net under `policy`; returns (model, keras History).
 
     `show=False` (the Tuner's trials) writes no pictures to TensorBoard and prints nothing.
+    `initial_weights` (a warm start) replace the fresh model's before training.
     """
     strategy = strategy or tf.distribute.get_strategy()
     total_steps = data.steps_per_epoch * config.num_epochs
@@ -159,6 +162,8 @@ def fit(config: Config, data: TrainingData, log_dir: str, policy: str,
     try:
         with strategy.scope():
             model = compile_model(config, total_steps)
+            if initial_weights is not None:
+                model.set_weights(initial_weights)
         # The tutorial validates on a fixed 1/validation_sub_splits of the eval split.
         validation = make_dataset(data.eval.take(data.validation_steps * config.batch_size),
                                   config, training=False).with_options(options)
@@ -194,6 +199,10 @@ def run_fn(fn_args) -> keras.Model:
     tf.random.set_seed(config.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     data = load_data(fn_args, config, tf_transform_output)
+    start = warm_start.choose(getattr(fn_args, "base_model", None), config, build_unet(config))
+    print(start.line(), flush=True)
+    if start.weights is not None:
+        config = warm_start.finetune(config)
     print(data.describe(config, config.num_epochs), flush=True)
     if tuned:
         print("Hyperparameters from the Tuner: " + ", ".join(
@@ -205,7 +214,7 @@ def run_fn(fn_args) -> keras.Model:
     print(f"Precision: {policy} ({why}); {distribution.describe(strategy)}", flush=True)
     # Only the chief writes into the Trainer's folders (see model_code.distribution).
     log_dir = fn_args.model_run_dir if chief else tempfile.mkdtemp(prefix="worker_logs_")
-    model, _ = fit(config, data, log_dir, policy, strategy)
+    model, _ = fit(config, data, log_dir, policy, strategy, initial_weights=start.weights)
     # Exported: a plain float32 model with the trained weights (variables are float32 under
     # mixed precision too), outside any strategy, so saving it involves no other worker.
     exported = build_unet(config)
@@ -215,7 +224,8 @@ def run_fn(fn_args) -> keras.Model:
                       signatures=export.make_signatures(exported, tf_transform_output,
                                                            config.max_image_pixels))
         precision.write_record(fn_args.serving_model_dir, policy, why,
-                               hyperparameters=tuned, config=config.to_dict())
+                               hyperparameters=tuned, config=config.to_dict(),
+                               warm_start=start.record())
     else:
         tf.io.gfile.rmtree(log_dir)
         print("Waiting for the chief's export ...", flush=True)

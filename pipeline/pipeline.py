@@ -4,12 +4,18 @@ ImportExampleGen -> ExampleQuarantine -> StatisticsGen -> SchemaGen -> ExampleVa
 -> Transform -> [Tuner, with --tune] -> Trainer -> (Resolver: latest blessed model) -> Evaluator
 -> Pusher, and EvaluationReport (the HTML report, as an artifact) after the Evaluator.
 
+For a data folder of spans (`span-N/`, pipeline.spans) ImportExampleGen ingests the newest span,
+SpanWindow (after StatisticsGen) checks it for drift and gives Transform the newest spans as one
+window, and the Trainer warm-starts from the latest blessed model (the Resolver's output, which
+the Evaluator compares with) unless the configuration says never.
+
 Component code is referenced by installed module paths (`model_code.trainer.run_fn`, ...), not by
 `module_file`, so it resolves the same way from any working directory and in a container image.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import List, NamedTuple, Optional
 
 from tfx import v1 as tfx
@@ -18,6 +24,7 @@ from components.atomic_pusher import AtomicPusher
 from components.evaluation_report import EvaluationReport
 from components.example_quarantine import ExampleQuarantine
 from components.search_tuner import SearchTuner
+from components.span_window import SpanWindow
 from model_code.config import PREPROCESSING_FIELDS, Config
 from pipeline.dataset import TFRECORD_PATTERN
 from pipeline.evaluation import EVAL_SPLIT, eval_config
@@ -61,19 +68,29 @@ class VertexTraining:
         }
 
 
-def import_example_gen(data_root: str, config: Config):
-    """ImportExampleGen over a folder of TFDS-format TFRecords.
+def import_example_gen(data_root: str, config: Config, pattern: str = TFRECORD_PATTERN):
+    """ImportExampleGen over a folder of TFDS-format TFRecords (`pattern` below `data_root`;
+    with TFX's `{SPAN}` in it, the newest span's).
 
     Both TFDS splits go in as one; the tutorial's 80/10/10 re-split is a hash of file_name.
     """
     return tfx.components.ImportExampleGen(
         input_base=data_root,
         input_config=tfx.proto.Input(splits=[
-            tfx.proto.Input.Split(name="all", pattern=TFRECORD_PATTERN)]),
+            tfx.proto.Input.Split(name="all", pattern=pattern)]),
         output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(
             splits=[tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
                     for name, buckets in config.split_buckets],
             partition_feature_name="file_name")))
+
+
+@dataclasses.dataclass(frozen=True)
+class Spans:
+    """A data folder of spans: ImportExampleGen's pattern (with `{SPAN}`, pipeline.spans) and
+    the folder where SpanWindow remembers the spans it has seen."""
+
+    pattern: str
+    store: str
 
 
 class DataComponents(NamedTuple):
@@ -84,11 +101,17 @@ class DataComponents(NamedTuple):
     statistics_gen: object
     schema_gen: object
     example_validator: object
+    span_window: Optional[object]  # only for a data folder of spans
     transform: object
 
+    def components(self) -> list:
+        return [component for component in self if component is not None]
 
-def data_components(data_root: str, config: Config) -> DataComponents:
-    example_gen = import_example_gen(data_root, config)
+
+def data_components(data_root: str, config: Config,
+                    spans: Optional[Spans] = None) -> DataComponents:
+    example_gen = import_example_gen(data_root, config,
+                                     spans.pattern if spans else TFRECORD_PATTERN)
     quarantine = ExampleQuarantine(examples=example_gen.outputs["examples"],
                                    max_bad_fraction=config.max_bad_fraction)
     examples = quarantine.outputs["clean_examples"]
@@ -97,8 +120,15 @@ def data_components(data_root: str, config: Config) -> DataComponents:
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    transform = tfx.components.Transform(
+    span_window = SpanWindow(
         examples=examples,
+        statistics=statistics_gen.outputs["statistics"],
+        span_store=spans.store,
+        window_spans=config.window_spans,
+        drift_thresholds=json.dumps(dict(config.drift_thresholds)),
+        drift_action=config.drift_action) if spans else None
+    transform = tfx.components.Transform(
+        examples=span_window.outputs["window"] if span_window else examples,
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         custom_config=config.as_custom_config(PREPROCESSING_FIELDS),
@@ -106,7 +136,7 @@ def data_components(data_root: str, config: Config) -> DataComponents:
         # does not already say about the raw data.
         disable_statistics=True)
     return DataComponents(example_gen, quarantine, statistics_gen, schema_gen,
-                          example_validator, transform)
+                          example_validator, span_window, transform)
 
 
 def create_pipeline(
@@ -122,6 +152,7 @@ def create_pipeline(
     resolve_baseline: bool = True,
     report_note: str = "",
     tune: bool = False,
+    spans: Optional[Spans] = None,
 ) -> tfx.dsl.Pipeline:
     """Builds the pipeline. `data_root` is a folder of Oxford-Pets TFRecords (TFDS format).
 
@@ -131,8 +162,9 @@ def create_pipeline(
     cannot run one (Kubeflow Pipelines' open-source backend); the Evaluator then gates on the
     absolute thresholds only. `report_note` is said first in the evaluation report.
     `tune=True` adds TFX's Tuner (`config.tuning`), whose best hyperparameters the Trainer uses.
+    `spans`: `data_root` holds span folders (module docstring).
     """
-    data = data_components(data_root, config)
+    data = data_components(data_root, config, spans)
     examples = data.quarantine.outputs["clean_examples"]
     schema = data.schema_gen.outputs["schema"]
     transform = data.transform
@@ -148,6 +180,14 @@ def create_pipeline(
         eval_args=eval_args,
         custom_config=config.as_custom_config()).with_id("Tuner") if tune else None
 
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver") if resolve_baseline else None
+    warm_start = (model_resolver.outputs["model"]
+                  if model_resolver and spans and config.warm_start == "auto" else None)
+
     trainer_class = tfx.components.Trainer
     trainer_config = config.as_custom_config(config.without_tuning())
     if vertex_training:
@@ -159,15 +199,10 @@ def create_pipeline(
         transform_graph=transform.outputs["transform_graph"],
         schema=schema,
         hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
+        base_model=warm_start,
         train_args=train_args,
         eval_args=eval_args,
         custom_config=trainer_config)
-
-    model_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver") if resolve_baseline else None
 
     evaluator = tfx.components.Evaluator(
         examples=examples,
@@ -192,12 +227,13 @@ def create_pipeline(
         quarantine=data.quarantine.outputs["quarantine"],
         split=EVAL_SPLIT,
         note=report_note,
-        tuner_results=tuner.outputs["tuner_results"] if tuner else None)
+        tuner_results=tuner.outputs["tuner_results"] if tuner else None,
+        window=data.span_window.outputs["window"] if data.span_window else None)
 
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=[*data, *([tuner] if tuner else []), trainer,
+        components=[*data.components(), *([tuner] if tuner else []), trainer,
                     *([model_resolver] if model_resolver else []), evaluator, pusher, report],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,

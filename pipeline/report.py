@@ -35,6 +35,7 @@ def report_inputs(summary: RunSummary) -> ReportInputs:
         quarantine_uri=summary.outputs.get("ExampleQuarantine", {}).get("quarantine"),
         split=EVAL_SPLIT,
         tuner_results_uri=summary.outputs.get("Tuner", {}).get("tuner_results"),
+        window_uri=summary.outputs.get("SpanWindow", {}).get("window"),
         title=summary.run_id,
         pushed=bool(summary.pushed),
         pushed_destination=summary.pushed_destination if summary.pushed else None)

@@ -15,6 +15,7 @@ import tensorflow_model_analysis as tfma
 
 from components.report_page import (read_data_checks, read_tuner_results, slice_metrics,
                                     validation_failures)
+from components.report_page import read_start, read_window
 from components.search_tuner import trials_logdir
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -37,6 +38,8 @@ class RunSummary:
     metrics: Dict[str, float]  # overall slice, on the test split
     validation_failures: List[str]
     trials: Optional[List[dict]] = None  # the Tuner's, best first, when the run was tuned
+    window: Optional[dict] = None  # SpanWindow's window.json, for a data folder of spans
+    start: Optional[dict] = None  # the Trainer's warm start record (model_code.warm_start)
 
     def format(self, components: bool = True) -> str:
         """The printout; `components=False` leaves out the per-component states (a console
@@ -51,6 +54,7 @@ class RunSummary:
             lines.append(f"Data checks: {checks['checked']} examples checked, "
                          f"{checks['quarantined']} quarantined" +
                          (f" ({reasons}; see {checks['uri']})" if reasons else ""))
+        lines += self._span_lines()
         if self.trials:
             best = self.trials[0]
             values = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
@@ -83,6 +87,25 @@ class RunSummary:
             lines.append(f"{'Evaluation report:':20s} {self.report_path}")
         return "\n".join(lines)
 
+    def _span_lines(self) -> List[str]:
+        if not self.window:
+            return []
+        window = self.window
+        counts = ", ".join(f"span {span}: {c.get('train', 0)} train" for span, c in
+                           window["counts"].items())
+        lines = [f"Spans: ingested span {window['span']}; trained on spans "
+                 f"{', '.join(map(str, window['window']))} ({counts})"]
+        if self.executions.get("SpanWindow") == "CACHED":
+            lines.append(f"No new span: span {window['span']} came from the cache; an earlier "
+                         "run ingested it")
+        drifted = [d for d in window["drift"] if d["drifted"]]
+        lines.append(f"Drift: {window['drift_summary']}" + (
+            f" [{window['drift_action']}]" if drifted else ""))
+        if self.start:
+            lines.append("Warm start: from " + self.start["from"] if self.start["warm"]
+                         else f"Cold start: {self.start['reason']}")
+        return lines
+
     @property
     def report_path(self) -> Optional[str]:
         """The EvaluationReport component's HTML file, when this run wrote one."""
@@ -93,6 +116,61 @@ def overall_metrics(evaluation_uri: str) -> Dict[str, float]:
     return slice_metrics(tfma.load_eval_result(evaluation_uri)).get((), {})
 
 
+@dataclasses.dataclass(frozen=True)
+class Ingested:
+    """What the newest completed run trained on: its span, the span's fingerprint, and the
+    configuration its Trainer received."""
+
+    run_id: str
+    span: int
+    fingerprint: str
+    trainer_config: str
+
+
+def last_completed_run(metadata_path: str) -> Optional[Ingested]:
+    """The newest run whose EvaluationReport completed (or came from the cache), or None."""
+    if not os.path.isfile(metadata_path):
+        return None
+    store = _open(metadata_path)
+    node_type = store.get_context_type("node").id
+    runs = sorted(store.get_contexts_by_type("pipeline_run"),
+                  key=lambda context: (context.create_time_since_epoch, context.id),
+                  reverse=True)
+    done = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
+    for run in runs:
+        nodes = {}
+        for execution in store.get_executions_by_context(run.id):
+            names = [c.name.split(".", 1)[-1] for c in
+                     store.get_contexts_by_execution(execution.id) if c.type_id == node_type]
+            if names:
+                nodes[names[0]] = execution
+        report, example_gen, trainer = (nodes.get(name) for name in
+                                        ("EvaluationReport", "ImportExampleGen", "Trainer"))
+        if not (report and example_gen and trainer) or report.last_known_state not in done:
+            continue
+        events = store.get_events_by_execution_ids([example_gen.id])
+        outputs = [e.artifact_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT]
+        if not outputs:
+            continue
+        examples = store.get_artifacts_by_id(outputs[:1])[0]
+        props = examples.custom_properties
+        return Ingested(
+            run_id=run.name,
+            span=int(props["span"].int_value) if "span" in props else 0,
+            fingerprint=props["input_fingerprint"].string_value
+            if "input_fingerprint" in props else "",
+            trainer_config=trainer.custom_properties["custom_config"].string_value
+            if "custom_config" in trainer.custom_properties else "")
+    return None
+
+
+def _open(metadata_path: str) -> metadata_store.MetadataStore:
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = metadata_path
+    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(connection)
+
+
 def summarize_latest_run(metadata_path: str) -> RunSummary:
     return summarize_run(metadata_path)
 
@@ -101,10 +179,7 @@ def summarize_run(metadata_path: str, run_id: Optional[str] = None) -> RunSummar
     """The run named `run_id` (a LocalDagRunner timestamp), or the newest run."""
     if not os.path.isfile(metadata_path):
         raise FileNotFoundError(f"no ML Metadata store at {metadata_path}")
-    connection = metadata_store_pb2.ConnectionConfig()
-    connection.sqlite.filename_uri = metadata_path
-    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    store = metadata_store.MetadataStore(connection)
+    store = _open(metadata_path)
     runs = store.get_contexts_by_type("pipeline_run")
     if not runs:
         raise RuntimeError(f"no pipeline run recorded in {metadata_path}")
@@ -169,5 +244,7 @@ def summarize_run(metadata_path: str, run_id: Optional[str] = None) -> RunSummar
         metrics=overall_metrics(evaluation_uri) if evaluation_uri else {},
         validation_failures=validation_failures(evaluation_uri) if evaluation_uri else [],
         trials=read_tuner_results(outputs.get("Tuner", {}).get("tuner_results")),
+        window=read_window(outputs.get("SpanWindow", {}).get("window")),
+        start=read_start(outputs.get("Trainer", {}).get("model")),
     )
 

@@ -239,32 +239,6 @@ def test_kubeflow_import_example_gen_reads_the_newest_span_without_lifecycle_hoo
     assert records == _span_records(spans, 2)  # span 2's records, all of them, and only them
 
 
-def test_vertex_hands_the_hook_output_to_the_executor_and_kubeflow_needs_caching_off(
-        tmp_path, spans):
-    import shutil
-
-    data = tmp_path / "data"
-    shutil.copytree(spans, data)
-    vertex = _example_gen_launcher(tmp_path / "vertex", data, "vertex").run()["ImportExampleGen"]
-    log = open(vertex.log_path).read()
-    assert "$ ImportExampleGen driver" in log  # Vertex ran the hook, then merged its output:
-    assert "input pattern resolved" not in log  # the entrypoint found nothing left to resolve
-    metadata, records = _examples(vertex)
-    assert metadata["span"] == 2.0 and records == _span_records(spans, 2)
-
-    kubeflow = _example_gen_launcher(tmp_path / "kubeflow", data, "kubeflow")
-    assert _examples(kubeflow.run()["ImportExampleGen"])[0]["span"] == 2.0
-    shutil.copytree(data / "span-1", data / "span-3")  # new data arrives
-    task = kubeflow.spec_dict["root"]["dag"]["tasks"]["ImportExampleGen"]
-    assert task["cachingOptions"]["enableCache"] is True
-    cached = kubeflow.run()["ImportExampleGen"]  # KFP's cache key cannot see the new folder
-    assert cached.cached and _examples(cached)[0]["span"] == 2.0
-    task["cachingOptions"]["enableCache"] = False  # as the Kubeflow package compiles it
-    fresh = kubeflow.run()["ImportExampleGen"]
-    metadata, records = _examples(fresh)
-    assert not fresh.cached and metadata["span"] == 3.0 and records == _span_records(spans, 1)
-
-
 def test_steps_without_span_tokens_pass_unchanged():
     invocation = {"inputs": {"parameterValues": {
         "input_config": json.dumps({"splits": [{"name": "all", "pattern": "*.tfrecord*"}]})}},

@@ -199,6 +199,12 @@ def test_the_json_package_is_not_one_kubeflow_takes(tmp_path):
     (["--beam-arg=--direct_num_workers=-3"], "--direct_num_workers must be 0 (one per CPU) or "
                                              "more, got -3"),
     (["--beam-arg=--runner=Nope"], "--beam-arg: --runner=Nope:"),
+    (["--window-spans", "2"], "--window-spans, --warm-start and --on-drift need a --data-root "
+                              "of span folders"),
+    (["--span-layout", "tfds", "--window-spans", "0"], "--window-spans must be from 1"),
+    (["--schedule", "0 3 * * 1"], "--schedule creates a Vertex AI schedule when submitting"),
+    (["--submit", "--project", "p", "--schedule", "every monday"],
+     "--schedule 'every monday': not a cron expression of 5 fields"),
 ])
 def test_packages_that_would_not_load_are_refused(extra, message, capsys, tmp_path,
                                                  monkeypatch):
@@ -242,3 +248,49 @@ def test_a_replica_count_below_one_is_refused(capsys):
     assert kubeflow_runner.main(BASE_ARGS + ["--vertex-training", "--project", "p",
                                              "--vertex-replica-count", "0"]) == 2
     assert "--vertex-replica-count must be at least 1" in capsys.readouterr().err
+
+
+def test_span_folders_compile_to_a_span_pattern_a_window_and_a_warm_start(tmp_path):
+    spec = _compile(tmp_path, "--span-layout", "tfds", "--window-spans", "2")
+    config = json.loads(_parameter(spec, "ImportExampleGen", "input_config"))
+    assert config["splits"][0]["pattern"] == "span-{SPAN}/oxford_iiit_pet/4.0.0/*.tfrecord*"
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks["SpanWindow"]["dependentTasks"]) == {"ExampleQuarantine", "StatisticsGen"}
+    assert _parameter(spec, "SpanWindow", "span_store") == "gs://bucket/root/span_store"
+    assert _parameter(spec, "SpanWindow", "window_spans") == 2
+    transform = tasks["Transform"]["inputs"]["artifacts"]["examples"]["taskOutputArtifact"]
+    assert transform["producerTask"] == "SpanWindow"
+    resolver = "latest_blessed_model_resolver-model-resolver"
+    for task in ("Trainer", "Evaluator"):  # one Resolver: warm start and baseline
+        assert resolver in tasks[task]["dependentTasks"], task
+    assert tasks["Trainer"]["inputs"]["artifacts"]["base_model"]["taskOutputArtifact"][
+        "producerTask"] == resolver
+
+
+def test_a_local_span_folder_is_found_and_kubeflow_never_caches_the_ingest(tmp_path):
+    import yaml
+
+    from pipeline import dataset
+
+    dataset.prepare_synthetic_span(str(tmp_path / "spans"), 1, 4, seed=3)
+    package = str(tmp_path / "pipeline.yaml")
+    argv = ["--pipeline-root", "gs://bucket/root", "--data-root", str(tmp_path / "spans"),
+            "--image", IMAGE, "--output", package]
+    assert kubeflow_runner.main(argv) == 0
+    tasks = yaml.safe_load(open(package))["root"]["dag"]["tasks"]
+    assert tasks["ImportExampleGen"]["cachingOptions"] == {"enableCache": False}
+    assert tasks["SpanWindow"]["cachingOptions"] == {"enableCache": True}
+    assert "base_model" not in tasks["Trainer"]["inputs"].get("artifacts", {})  # no Resolver
+
+
+def test_a_schedule_without_credentials_fails_with_a_clear_message(tmp_path, monkeypatch,
+                                                                   capsys):
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    output = str(tmp_path / "pipeline.json")
+    code = kubeflow_runner.main(BASE_ARGS + ["--output", output, "--project", "p", "--submit",
+                                             "--schedule", "TZ=Europe/Berlin 0 3 * * 1"])
+    assert code == 2
+    assert "no Google Cloud credentials found" in capsys.readouterr().err

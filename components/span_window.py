@@ -1,0 +1,208 @@
+"""SpanWindow: remembers each ingested span, checks the new one for drift, and hands Transform a window.
+
+Input: the clean examples and statistics of the span this run ingested (ImportExampleGen put its
+number on the artifact). The component
+  1. compares that span's statistics with the span before it (TFDV's `validate_statistics` with
+     Jensen-Shannon drift comparators, thresholds from the configuration);
+  2. records the span in the span store, `<span_store>/span-N.json`: where its examples and
+     statistics are, its counts, its fingerprint; written whole (temporary file + rename);
+  3. writes `window`, one Examples artifact holding the newest `window_spans` stored spans up to
+     N (their files copied per split), with `window.json` (spans, counts, drift) beside the
+     splits and the same facts as custom properties.
+
+Why by hand: TFX's span windows (a Resolver with SpanRangeStrategy, or RangeConfig's rolling
+range) do not compile for Vertex AI or Kubeflow Pipelines (the KFP v2 compiler takes only the
+latest-artifact and latest-blessed-model resolvers, and RangeConfig takes one span at a time).
+The store is a folder, like the Pusher's serving folder, so it works the same on every runner;
+no component reads the orchestrator's metadata store. ExampleValidator never sees a previous
+span's statistics, hence the drift check here.
+"""
+
+import json
+import os
+from typing import Dict, List, Optional
+
+from tfx import v1 as tfx
+from tfx.types import artifact_utils, standard_artifacts
+
+from components.report_page import WINDOW_FILE
+
+STATS_SPLIT = "train"
+
+
+class DriftError(ValueError):
+    """The new span drifted beyond the thresholds and the configuration says stop."""
+
+
+def span_of(artifact) -> int:
+    """The span ImportExampleGen recorded: a custom property locally, metadata (a number) on
+    Vertex AI and Kubeflow, where it comes back as a property."""
+    mlmd = artifact.mlmd_artifact
+    for props in (mlmd.custom_properties, mlmd.properties):
+        if "span" in props:
+            value = props["span"]
+            kind = value.WhichOneof("value")
+            if kind == "struct_value":  # KFP metadata comes back as a struct
+                return int(value.struct_value["span"]) if "span" in value.struct_value else 0
+            return int(getattr(value, kind))
+    return int(getattr(artifact, "span", 0) or 0)
+
+
+def _fingerprint(artifact) -> str:
+    props = artifact.mlmd_artifact.custom_properties
+    return props["input_fingerprint"].string_value if "input_fingerprint" in props else ""
+
+
+def _write_json(path: str, value) -> None:
+    import tensorflow as tf
+
+    staging = f"{path}.tmp-{os.getpid()}"
+    with tf.io.gfile.GFile(staging, "w") as f:
+        json.dump(value, f, indent=2)
+    tf.io.gfile.rename(staging, path, overwrite=True)
+
+
+def _read_json(path: str):
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def stored_spans(store: str) -> Dict[int, dict]:
+    """Span number -> its record, for every span in the store."""
+    import tensorflow as tf
+
+    if not tf.io.gfile.isdir(store):
+        return {}
+    records = {}
+    for name in tf.io.gfile.listdir(store):
+        name = name.rstrip("/")
+        if name.startswith("span-") and name.endswith(".json"):
+            record = _read_json(os.path.join(store, name))
+            records[int(record["span"])] = record
+    return records
+
+
+def count_records(folder: str) -> int:
+    import tensorflow as tf
+
+    files = tf.io.gfile.glob(os.path.join(folder, "*"))
+    return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP")) if files else 0
+
+
+def drift(current_stats: str, previous_stats: str, thresholds: Dict[str, float]) -> List[dict]:
+    """TFDV's drift measurements of the features in `thresholds` between two statistics folders
+    (StatisticsGen's artifacts), each as {feature, measure, value, threshold, drifted}."""
+    import tensorflow_data_validation as tfdv
+
+    def load(uri):
+        return tfdv.load_stats_binary(os.path.join(uri, f"Split-{STATS_SPLIT}", "FeatureStats.pb"))
+
+    current, previous = load(current_stats), load(previous_stats)
+    schema = tfdv.infer_schema(current)
+    known = {feature.name for feature in schema.feature}
+    for name, threshold in thresholds.items():
+        if name in known:
+            tfdv.get_feature(schema, name).drift_comparator.jensen_shannon_divergence.threshold = (
+                threshold)
+    anomalies = tfdv.validate_statistics(current, schema, previous_statistics=previous)
+    found = []
+    for info in anomalies.drift_skew_info:
+        feature = ".".join(info.path.step)
+        for measurement in info.drift_measurements:
+            if feature in thresholds and measurement.threshold > 0:
+                found.append({"feature": feature, "measure": "Jensen-Shannon divergence",
+                              "value": round(measurement.value, 4),
+                              "threshold": measurement.threshold,
+                              "drifted": measurement.value > measurement.threshold})
+    return sorted(found, key=lambda d: d["feature"])
+
+
+def describe_drift(results: List[dict], span: int, previous: Optional[int]) -> str:
+    """One line: "span 3 vs span 2: species 0.31 > 0.05 (drift); label 0.04 <= 0.1"."""
+    if previous is None:
+        return f"span {span} is the first; nothing to compare it with"
+    parts = [f"{d['feature']} {d['value']:.3g} {'>' if d['drifted'] else '<='} {d['threshold']:g}"
+             + (" (drift)" if d["drifted"] else "") for d in results]
+    return f"span {span} vs span {previous}: " + ("; ".join(parts) or "no features compared")
+
+
+def copy_window(window_records: List[dict], splits: List[str], out_uri: str) -> Dict[int, dict]:
+    """Copies each span's files into `out_uri`/Split-*; returns span -> {split: count}."""
+    import tensorflow as tf
+
+    counts = {}
+    for record in window_records:
+        span = int(record["span"])
+        for split in splits:
+            target = os.path.join(out_uri, f"Split-{split}")
+            tf.io.gfile.makedirs(target)
+            for path in tf.io.gfile.glob(os.path.join(record["examples"], f"Split-{split}", "*")):
+                tf.io.gfile.copy(path, os.path.join(target, f"span-{span}-{os.path.basename(path)}"),
+                                 overwrite=True)
+        counts[span] = record["counts"]
+    return counts
+
+
+@tfx.dsl.components.component
+def SpanWindow(  # noqa: N802 - TFX component names are classes
+    examples: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
+    statistics: tfx.dsl.components.InputArtifact[standard_artifacts.ExampleStatistics],
+    window: tfx.dsl.components.OutputArtifact[standard_artifacts.Examples],
+    span_store: tfx.dsl.components.Parameter[str],
+    window_spans: tfx.dsl.components.Parameter[int] = 3,
+    drift_thresholds: tfx.dsl.components.Parameter[str] = "{}",
+    drift_action: tfx.dsl.components.Parameter[str] = "warn",
+) -> None:
+    import tensorflow as tf
+
+    span = span_of(examples)
+    splits = artifact_utils.decode_split_names(examples.split_names)
+    store = stored_spans(span_store)
+    earlier = sorted(s for s in store if s < span)
+    previous = earlier[-1] if earlier else None
+    thresholds = json.loads(drift_thresholds)
+    results = []
+    if previous is not None and tf.io.gfile.exists(store[previous]["statistics"]):
+        results = drift(statistics.uri, store[previous]["statistics"], thresholds)
+    summary = describe_drift(results, span, previous)
+    rewritten = span in store and store[span].get("fingerprint") != _fingerprint(examples)
+    if rewritten:
+        print(f"SpanWindow: span {span} changed since a run ingested it (its files' "
+              "fingerprint differs): this copy replaces the earlier one", flush=True)
+    print(f"SpanWindow: {summary}", flush=True)
+    drifted = [d for d in results if d["drifted"]]
+    if drifted and drift_action == "stop":
+        raise DriftError(f"SpanWindow: {summary}; the preset stops on drift, so nothing was "
+                         "trained: check the new span, or set drift_action to warn")
+
+    record = {"span": span, "examples": examples.uri, "statistics": statistics.uri,
+              "fingerprint": _fingerprint(examples),
+              "counts": {split: count_records(os.path.join(examples.uri, f"Split-{split}"))
+                         for split in splits}}
+    tf.io.gfile.makedirs(span_store)
+    _write_json(os.path.join(span_store, f"span-{span}.json"), record)
+    store[span] = record
+
+    chosen = sorted(s for s in store if s <= span)[-window_spans:]
+    missing = [s for s in chosen if not tf.io.gfile.isdir(store[s]["examples"])]
+    for s in missing:
+        print(f"SpanWindow: span {s} left out of the window: its examples are gone from "
+              f"{store[s]['examples']}", flush=True)
+    chosen = [s for s in chosen if s not in missing]
+    counts = copy_window([store[s] for s in chosen], splits, window.uri)
+    print(f"SpanWindow: training window spans {', '.join(map(str, chosen))} ("
+          + ", ".join(f"span {s}: {c.get('train', 0)} train" for s, c in counts.items()) + ")",
+          flush=True)
+
+    window.split_names = examples.split_names
+    for key, value in examples.mlmd_artifact.custom_properties.items():  # payload format, span
+        window.mlmd_artifact.custom_properties[key].CopyFrom(value)
+    facts = {"span": span, "previous_span": previous, "window": chosen,
+             "counts": {str(s): c for s, c in counts.items()}, "drift": results,
+             "drift_summary": summary, "drift_action": drift_action, "rewritten": rewritten}
+    _write_json(os.path.join(window.uri, WINDOW_FILE), facts)
+    window.set_int_custom_property("span", span)
+    window.set_string_custom_property("window_spans", json.dumps(chosen))
+    window.set_int_custom_property("drifted", len(drifted))

@@ -1,0 +1,177 @@
+"""Continuous training, as the README walks through it: spans arrive, each run ingests the newest.
+
+One sequence of real local runs (smoke preset) over a data folder that grows, shared by the tests:
+  1. span-1: the first run trains cold;                 again: "No new span", nothing runs;
+  2. span-2 whose examples are all bad: quarantine stops the run (exit 2), nothing pushed;
+     span-2 written again, good: the run warm-starts from run 1's blessed model, window 1-2;
+  3. span-3 with 90 % cats: `--on-drift stop` ends the run before training (exit 2); without it
+     the run warns of drift and trains on the window 2-3 (`--window-spans 2`);
+  4. span-3 rewritten in place (a file's modification time): TFX's fingerprint changes, so it is
+     ingested again and SpanWindow says it replaces the earlier copy (then stops on drift).
+"""
+import contextlib
+import glob
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+
+import local_runner
+from pipeline import dataset
+from pipeline.run_summary import summarize_latest_run
+
+SPAN_EXAMPLES = 40
+
+
+def _bad_span(data_dir, span):
+    """A span whose every example has an undecodable image."""
+    folder = os.path.join(data_dir, f"span-{span}", "oxford_iiit_pet", "4.0.0")
+    os.makedirs(folder)
+    with tf.io.TFRecordWriter(os.path.join(folder, "oxford_iiit_pet-train.tfrecord-00000")) as w:
+        for i in range(10):
+            example = tf.train.Example()
+            for key, value in (("image", b"not an image"), ("segmentation_mask", b"nor a mask"),
+                               ("file_name", f"bad_{i}.jpg".encode())):
+                example.features.feature[key].bytes_list.value.append(value)
+            w.write(example.SerializeToString())
+
+
+def _run_in_process(argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = local_runner.main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def walkthrough(tmp_path_factory):
+    base = tmp_path_factory.mktemp("continuous")
+    data = str(base / "spans")
+    paths = {"pipeline_root": str(base / "root"), "serving_dir": str(base / "serving"),
+             "metadata_path": str(base / "metadata.sqlite"), "data": data}
+    argv = ["--preset", "smoke", "--data-dir", data, "--pipeline-root", paths["pipeline_root"],
+            "--serving-dir", paths["serving_dir"], "--metadata-path", paths["metadata_path"]]
+    runs = {}
+
+    def versions():
+        return sorted(os.listdir(paths["serving_dir"])) if os.path.isdir(
+            paths["serving_dir"]) else []
+
+    def record(name, code, out, err):
+        runs[name] = {"code": code, "out": out, "err": err, "versions": versions()}
+        if code == 0 and "No new span" not in out:
+            runs[name]["summary"] = summarize_latest_run(paths["metadata_path"])
+
+    dataset.prepare_synthetic_span(data, 1, SPAN_EXAMPLES, seed=1)
+    done = subprocess.run([sys.executable, local_runner.__file__, *argv], capture_output=True,
+                          text=True, check=False)
+    record("first", done.returncode, done.stdout, done.stderr)
+    record("again", *_run_in_process(argv))
+    _bad_span(data, 2)
+    record("bad_span", *_run_in_process(argv))
+    shutil.rmtree(os.path.join(data, "span-2"))
+    dataset.prepare_synthetic_span(data, 2, SPAN_EXAMPLES, seed=1)
+    record("second", *_run_in_process(argv))
+    dataset.prepare_synthetic_span(data, 3, SPAN_EXAMPLES, seed=1, cat_share=0.9)
+    record("drift_stops", *_run_in_process([*argv, "--on-drift", "stop"]))
+    record("third", *_run_in_process([*argv, "--window-spans", "2"]))
+    rewritten = glob.glob(os.path.join(data, "span-3", "**", "*.tfrecord*"), recursive=True)[0]
+    os.utime(rewritten, (os.path.getatime(rewritten), os.path.getmtime(rewritten) + 60))
+    record("rewritten", *_run_in_process([*argv, "--on-drift", "stop"]))
+    return paths, runs
+
+
+def _report(summary):
+    with open(summary.report_path, encoding="utf-8") as f:
+        return f.read()
+
+
+def test_the_first_run_ingests_span_1_and_trains_cold(walkthrough):
+    _, runs = walkthrough
+    first = runs["first"]
+    assert first["code"] == 0, first["err"][-3000:]
+    assert "this run ingests span 1" in first["out"]
+    assert "Cold start: no blessed model to start from" in first["out"]
+    assert "Drift: span 1 is the first; nothing to compare it with" in first["out"]
+    assert len(first["versions"]) == 1
+    assert first["summary"].window["window"] == [1]
+    assert '<p id="spans">This run ingested span 1 and trained on the window of spans 1 ' in (
+        _report(first["summary"]))
+
+
+def test_a_rerun_without_a_new_span_says_so_and_does_nothing(walkthrough):
+    _, runs = walkthrough
+    again = runs["again"]
+    assert again["code"] == 0
+    assert "No new span: span 1 is unchanged since run" in again["out"]
+    assert again["versions"] == runs["first"]["versions"]
+
+
+def test_an_all_bad_span_stops_its_run_and_the_next_good_span_runs_normally(walkthrough):
+    _, runs = walkthrough
+    bad = runs["bad_span"]
+    assert bad["code"] == 2
+    assert bad["err"].startswith("error: ExampleQuarantine: ") and "Traceback" not in bad["err"]
+    assert bad["versions"] == runs["first"]["versions"]
+    assert runs["second"]["code"] == 0, runs["second"]["err"][-3000:]
+    assert runs["second"]["summary"].window["window"] == [1, 2]  # the bad span never stored
+
+
+def test_the_second_run_warm_starts_from_the_first_runs_blessed_model(walkthrough):
+    _, runs = walkthrough
+    first, second = runs["first"]["summary"], runs["second"]["summary"]
+    assert first.blessed
+    start = second.start
+    assert start["warm"] and start["from"] == os.path.join(
+        first.outputs["Trainer"]["model"], "Format-Serving")
+    assert f"Warm start: from {start['from']}" in runs["second"]["out"]
+    assert "Warm start from the latest blessed model" in _report(second)
+    window = second.window
+    assert window["window"] == [1, 2] and set(window["counts"]) == {"1", "2"}
+    assert not any(d["drifted"] for d in window["drift"] if d["feature"] == "species")
+    assert len(runs["second"]["versions"]) == 2
+
+
+def test_a_shifted_span_is_flagged_and_stopping_on_drift_trains_nothing(walkthrough):
+    _, runs = walkthrough
+    stopped = runs["drift_stops"]
+    assert stopped["code"] == 2
+    assert stopped["err"].startswith("error: SpanWindow: span 3 vs span 2: ")
+    assert "species" in stopped["err"] and "(drift)" in stopped["err"]
+    assert "Traceback" not in stopped["err"]
+    assert stopped["versions"] == runs["second"]["versions"]
+
+    third = runs["third"]
+    assert third["code"] == 0, third["err"][-3000:]
+    window = third["summary"].window
+    assert window["window"] == [2, 3]
+    species = [d for d in window["drift"] if d["feature"] == "species"][0]
+    assert species["drifted"] and species["value"] > species["threshold"]
+    assert "Drift: span 3 vs span 2: " in third["out"] and "(drift) [warn]" in third["out"]
+    page = _report(third["summary"])
+    assert '<p id="drift" class="bad">Drift: span 3 vs span 2: ' in page
+    assert "<td>species</td><td>Jensen-Shannon divergence</td>" in page
+
+
+def test_the_span_store_remembers_every_good_span(walkthrough):
+    paths, _ = walkthrough
+    store = os.path.join(paths["pipeline_root"], "span_store")
+    records = {os.path.basename(p): json.load(open(p))
+               for p in glob.glob(os.path.join(store, "span-*.json"))}
+    assert sorted(records) == ["span-1.json", "span-2.json", "span-3.json"]
+    assert all(os.path.isdir(r["examples"]) and r["fingerprint"] for r in records.values())
+
+
+def test_a_span_rewritten_in_place_is_ingested_again_and_said_so(walkthrough):
+    _, runs = walkthrough
+    rewritten = runs["rewritten"]
+    assert "No new span" not in rewritten["out"]
+    assert ("SpanWindow: span 3 changed since a run ingested it (its files' fingerprint "
+            "differs): this copy replaces the earlier one") in rewritten["out"]
+    assert rewritten["code"] == 2  # then the same drift, with --on-drift stop
+    assert rewritten["versions"] == runs["third"]["versions"]
