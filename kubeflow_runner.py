@@ -230,7 +230,7 @@ def compile_pipeline(args: argparse.Namespace) -> str:
         output_dir=os.path.dirname(output), output_filename=os.path.basename(output))
     runner.run(pipeline)
     if target == "kubeflow":
-        finish_kubeflow_package(output, args.pipeline_root)
+        finish_kubeflow_package(output, args.pipeline_root, spans=bool(layout))
     return output
 
 
@@ -241,17 +241,17 @@ def settings(args: argparse.Namespace):
                       warm_start=args.warm_start, drift_action=args.on_drift)
 
 
-def finish_kubeflow_package(package: str, pipeline_root: str) -> None:
-    """Two things TFX leaves for a Kubeflow package: a default pipeline root, and no caching of
-    ImportExampleGen.
+def finish_kubeflow_package(package: str, pipeline_root: str, spans: bool = False) -> None:
+    """Two things TFX leaves for a Kubeflow package: a default pipeline root, and (over spans)
+    no caching of ImportExampleGen.
 
     Kubeflow Pipelines would otherwise put artifacts under its own default root (often
     minio://...), which TensorFlow cannot write; a run may still override it. Its cache key
     (the task's spec, parameters and input artifacts) cannot see new files in the data folder,
     and it runs no lifecycle hook (where Vertex AI runs ExampleGen's driver, whose fingerprint
     enters Vertex's key), so a cached ImportExampleGen would never see a new span. Downstream
-    steps stay cached while the data is the same... only on Vertex AI: on Kubeflow each run's
-    new Examples artifact makes them run again.
+    steps then run again too (their input is a new artifact). A data folder without spans is
+    fixed, so its package keeps TFX's caching.
     """
     import yaml
 
@@ -261,8 +261,9 @@ def finish_kubeflow_package(package: str, pipeline_root: str) -> None:
         lambda line: line.startswith("#"), text.splitlines()))
     documents = list(yaml.safe_load_all(text))
     documents[0]["defaultPipelineRoot"] = pipeline_root
-    documents[0]["root"]["dag"]["tasks"]["ImportExampleGen"]["cachingOptions"] = {
-        "enableCache": False}
+    if spans:
+        documents[0]["root"]["dag"]["tasks"]["ImportExampleGen"]["cachingOptions"] = {
+            "enableCache": False}
     with open(package, "w") as f:
         f.write(header)
         yaml.dump_all(documents, f, sort_keys=True)

@@ -40,6 +40,7 @@ from pipeline import beam_options, console, dataset, preflight, spans
 HERE = os.path.dirname(os.path.abspath(__file__))
 INTERRUPTED = ("interrupted: run the same command again to go on; the components that completed "
                "are served from the cache")
+SPAN_STORE = "span_store"  # below the pipeline root: SpanWindow's record of ingested spans
 SYNTHETIC_NOTE = ("This model learned synthetic pets, to show the pipeline working: its masks of "
                   "real photos mean nothing. Real data: --preset seed --data-dir DIR (README).")
 
@@ -162,6 +163,9 @@ def run(args: argparse.Namespace, config, data_root: str, beam_mode: str, beam_w
         if done:
             print(done)
             return 0
+        skipped = not_ingested(layout, pipeline_root)
+        if skipped:
+            print(skipped, flush=True)
     progress = None if args.verbose else console.ComponentProgress().attach()
     try:
         run_id = run_locally(pipeline)
@@ -203,10 +207,11 @@ def run_locally(pipeline) -> str:
 
 
 def nothing_new(layout, pipeline, metadata_path: str) -> str:
-    """A line saying there is nothing to do, when the newest completed run already trained on
-    this very span (TFX's fingerprint: file names, sizes, modification times) with the same
-    Trainer settings; else "". A warm-started Trainer would otherwise train again from its own
-    blessed model, and push a copy of it, every time a schedule finds no new data."""
+    """A line saying there is nothing to do, when the newest run that pushed (or kept) its model
+    already trained on this very span (TFX's fingerprint: file names, sizes, modification
+    times) with the same Trainer settings, Tuner or not, and serving folder; else "". A
+    warm-started Trainer would otherwise train again from its own blessed model, and push a
+    copy of it, every time a schedule finds no new data."""
     from tfx.components.example_gen import input_processor
 
     from pipeline.run_summary import last_completed_run
@@ -218,15 +223,33 @@ def nothing_new(layout, pipeline, metadata_path: str) -> str:
     processor = input_processor.FileBasedInputProcessor(
         layout.root, _splits(by_id["ImportExampleGen"].exec_properties["input_config"]), None)
     span, version = processor.resolve_span_and_version()
-    trainer = by_id["Trainer"]
-    same_settings = json.loads(last.trainer_config or "null") == json.loads(
-        trainer.exec_properties["custom_config"])
-    if (span, processor.get_input_fingerprint(span, version)) != (last.span, last.fingerprint) \
-            or not same_settings:
+    now = (span, processor.get_input_fingerprint(span, version),
+           json.loads(by_id["Trainer"].exec_properties["custom_config"]), "Tuner" in by_id,
+           by_id["Pusher"].exec_properties["push_destination"])
+    then = (last.span, last.fingerprint, json.loads(last.trainer_config or "null"), last.tuned,
+            last.push_destination)
+    if now != then:
         return ""
     return (f"No new span: span {span} is unchanged since run {last.run_id} trained on it "
             f"with these settings; nothing to do. Add span-{span + 1}/ to {layout.root} to "
             "train again.")
+
+
+def not_ingested(layout, pipeline_root: str) -> str:
+    """A warning line naming spans older than the newest that no run has ingested (they
+    arrived together with a newer one, or before the first run), else ""."""
+    store = os.path.join(pipeline_root, SPAN_STORE)
+    stored = {int(name[len("span-"):-len(".json")]) for name in
+              (os.listdir(store) if os.path.isdir(store) else [])
+              if name.startswith("span-") and name.endswith(".json")}
+    skipped = [span for span in layout.spans[:-1] if span not in stored
+               and span > max(stored, default=-1)]
+    if not skipped:
+        return ""
+    names = ", ".join(f"span-{span}" for span in skipped)
+    return (f"Note: {names} will not be trained on: a run ingests only the newest span. To "
+            f"include {'them' if len(skipped) > 1 else 'it'}, move the newer spans out, run, "
+            "and move them back one at a time.")
 
 
 def _splits(input_config_json: str):
@@ -254,7 +277,7 @@ def build_pipeline(args: argparse.Namespace, config, data_root: str, beam_mode: 
         beam_pipeline_args=[*beam_options.direct_runner_args(beam_mode), *args.beam_arg],
         report_note="" if args.data_dir else SYNTHETIC_NOTE,
         tune=args.tune,
-        spans=Spans(pattern=layout.pattern, store=os.path.join(pipeline_root, "span_store"))
+        spans=Spans(pattern=layout.pattern, store=os.path.join(pipeline_root, SPAN_STORE))
         if layout else None)
 
 

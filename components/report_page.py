@@ -304,6 +304,7 @@ def _data_over_time(window: Optional[dict], start: Optional[dict]) -> Optional[d
     else:
         started = f"Cold start: {start['reason']}."
     return {"span": window["span"], "window": [str(s) for s in window["window"]],
+            "ingested": [str(s) for s in window.get("ingested", window["window"])],
             "splits": splits, "rows": rows, "drift_summary": window["drift_summary"],
             "drift": drift, "drifted": any(d["drifted"] for d in window["drift"]),
             "action": window.get("drift_action", "warn"), "start": started}

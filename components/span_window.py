@@ -35,17 +35,14 @@ class DriftError(ValueError):
 
 
 def span_of(artifact) -> int:
-    """The span ImportExampleGen recorded: a custom property locally, metadata (a number) on
-    Vertex AI and Kubeflow, where it comes back as a property."""
+    """The span ImportExampleGen recorded: a custom property locally; on Vertex AI and Kubeflow
+    it comes back from the step's metadata as the Examples type's own `span` property."""
     mlmd = artifact.mlmd_artifact
     for props in (mlmd.custom_properties, mlmd.properties):
         if "span" in props:
             value = props["span"]
-            kind = value.WhichOneof("value")
-            if kind == "struct_value":  # KFP metadata comes back as a struct
-                return int(value.struct_value["span"]) if "span" in value.struct_value else 0
-            return int(getattr(value, kind))
-    return int(getattr(artifact, "span", 0) or 0)
+            return int(getattr(value, value.WhichOneof("value")))
+    return 0
 
 
 def _fingerprint(artifact) -> str:
@@ -91,15 +88,18 @@ def count_records(folder: str) -> int:
     return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP")) if files else 0
 
 
+def stats_file(statistics_uri: str) -> str:
+    """The train split's statistics in a StatisticsGen artifact's folder."""
+    return os.path.join(statistics_uri, f"Split-{STATS_SPLIT}", "FeatureStats.pb")
+
+
 def drift(current_stats: str, previous_stats: str, thresholds: Dict[str, float]) -> List[dict]:
     """TFDV's drift measurements of the features in `thresholds` between two statistics folders
     (StatisticsGen's artifacts), each as {feature, measure, value, threshold, drifted}."""
     import tensorflow_data_validation as tfdv
 
-    def load(uri):
-        return tfdv.load_stats_binary(os.path.join(uri, f"Split-{STATS_SPLIT}", "FeatureStats.pb"))
-
-    current, previous = load(current_stats), load(previous_stats)
+    current = tfdv.load_stats_binary(stats_file(current_stats))
+    previous = tfdv.load_stats_binary(stats_file(previous_stats))
     schema = tfdv.infer_schema(current)
     known = {feature.name for feature in schema.feature}
     for name, threshold in thresholds.items():
@@ -160,22 +160,27 @@ def SpanWindow(  # noqa: N802 - TFX component names are classes
     span = span_of(examples)
     splits = artifact_utils.decode_split_names(examples.split_names)
     store = stored_spans(span_store)
-    earlier = sorted(s for s in store if s < span)
-    previous = earlier[-1] if earlier else None
+    # The span before, among those whose statistics are still there (a pruned pipeline root).
+    earlier = [s for s in sorted(store, reverse=True) if s < span]
+    previous = next((s for s in earlier if tf.io.gfile.exists(stats_file(store[s]["statistics"]))),
+                    None)
+    for s in earlier[:earlier.index(previous) if previous is not None else len(earlier)]:
+        print(f"SpanWindow: span {s}'s statistics are gone from {store[s]['statistics']}; "
+              "comparing with an older span", flush=True)
     thresholds = json.loads(drift_thresholds)
-    results = []
-    if previous is not None and tf.io.gfile.exists(store[previous]["statistics"]):
-        results = drift(statistics.uri, store[previous]["statistics"], thresholds)
-    summary = describe_drift(results, span, previous)
-    rewritten = span in store and store[span].get("fingerprint") != _fingerprint(examples)
-    if rewritten:
+    results = drift(statistics.uri, store[previous]["statistics"], thresholds) if (
+        previous is not None) else []
+    summary = describe_drift(results, span, previous) if previous is not None or not earlier \
+        else f"span {span}: no earlier span's statistics left to compare it with"
+    if span in store and store[span].get("fingerprint") != _fingerprint(examples):
         print(f"SpanWindow: span {span} changed since a run ingested it (its files' "
-              "fingerprint differs): this copy replaces the earlier one", flush=True)
+              "fingerprint differs)", flush=True)
     print(f"SpanWindow: {summary}", flush=True)
     drifted = [d for d in results if d["drifted"]]
     if drifted and drift_action == "stop":
-        raise DriftError(f"SpanWindow: {summary}; the preset stops on drift, so nothing was "
-                         "trained: check the new span, or set drift_action to warn")
+        raise DriftError(f"SpanWindow: {summary}; with drift_action stop (--on-drift stop, or "
+                         "the preset) nothing was trained: check the new span, or run with "
+                         "--on-drift warn")
 
     record = {"span": span, "examples": examples.uri, "statistics": statistics.uri,
               "fingerprint": _fingerprint(examples),
@@ -185,12 +190,13 @@ def SpanWindow(  # noqa: N802 - TFX component names are classes
     _write_json(os.path.join(span_store, f"span-{span}.json"), record)
     store[span] = record
 
-    chosen = sorted(s for s in store if s <= span)[-window_spans:]
-    missing = [s for s in chosen if not tf.io.gfile.isdir(store[s]["examples"])]
-    for s in missing:
-        print(f"SpanWindow: span {s} left out of the window: its examples are gone from "
-              f"{store[s]['examples']}", flush=True)
-    chosen = [s for s in chosen if s not in missing]
+    # The newest `window_spans` spans up to this one whose examples are still there.
+    present = [s for s in sorted(store) if s <= span and tf.io.gfile.isdir(store[s]["examples"])]
+    for s in sorted(set(store) - set(present)):
+        if s < span:
+            print(f"SpanWindow: span {s} left out of the window: its examples are gone from "
+                  f"{store[s]['examples']}", flush=True)
+    chosen = present[-window_spans:]
     counts = copy_window([store[s] for s in chosen], splits, window.uri)
     print(f"SpanWindow: training window spans {', '.join(map(str, chosen))} ("
           + ", ".join(f"span {s}: {c.get('train', 0)} train" for s, c in counts.items()) + ")",
@@ -198,10 +204,12 @@ def SpanWindow(  # noqa: N802 - TFX component names are classes
 
     window.split_names = examples.split_names
     for key, value in examples.mlmd_artifact.custom_properties.items():  # payload format, span
-        window.mlmd_artifact.custom_properties[key].CopyFrom(value)
+        if key != "input_fingerprint":  # the new span's; the window holds several
+            window.mlmd_artifact.custom_properties[key].CopyFrom(value)
     facts = {"span": span, "previous_span": previous, "window": chosen,
              "counts": {str(s): c for s, c in counts.items()}, "drift": results,
-             "drift_summary": summary, "drift_action": drift_action, "rewritten": rewritten}
+             "drift_summary": summary, "drift_action": drift_action,
+             "ingested": sorted(store)}
     _write_json(os.path.join(window.uri, WINDOW_FILE), facts)
     window.set_int_custom_property("span", span)
     window.set_string_custom_property("window_spans", json.dumps(chosen))

@@ -199,7 +199,8 @@ def run_fn(fn_args) -> keras.Model:
     tf.random.set_seed(config.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     data = load_data(fn_args, config, tf_transform_output)
-    start = warm_start.choose(getattr(fn_args, "base_model", None), config, build_unet(config))
+    start = warm_start.choose(getattr(fn_args, "base_model", None), config,
+                              lambda: build_unet(config))
     print(start.line(), flush=True)
     if start.weights is not None:
         config = warm_start.finetune(config)

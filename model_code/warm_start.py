@@ -48,9 +48,9 @@ def _differences(config: Config, base: dict) -> List[str]:
             if name in base and base[name] != getattr(config, name)]
 
 
-def choose(base_model: Optional[str], config: Config, fresh_model) -> Start:
-    """The start of this run: the base model's weights if `fresh_model` (this run's U-Net,
-    built) can take them, else a cold start with the reason."""
+def choose(base_model: Optional[str], config: Config, build) -> Start:
+    """The start of this run: the base model's weights if this run's U-Net (`build()` makes
+    it) can take them, else a cold start with the reason."""
     import tensorflow as tf
     import tf_keras as keras
 
@@ -70,7 +70,7 @@ def choose(base_model: Optional[str], config: Config, fresh_model) -> Start:
         weights = keras.models.load_model(base_model, compile=False).get_weights()
     except (OSError, ValueError, tf.errors.OpError) as err:
         return Start(source=base_model, reason=f"the blessed model cannot be loaded ({err})"[:300])
-    want = [w.shape for w in fresh_model.get_weights()]
+    want = [w.shape for w in build().get_weights()]
     if [w.shape for w in weights] != want:
         return Start(source=base_model, reason="the blessed model's weights have other shapes")
     return Start(weights=weights, source=base_model)

@@ -185,7 +185,7 @@ def create_pipeline(
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver") if resolve_baseline else None
-    warm_start = (model_resolver.outputs["model"]
+    base_model = (model_resolver.outputs["model"]  # warm start
                   if model_resolver and spans and config.warm_start == "auto" else None)
 
     trainer_class = tfx.components.Trainer
@@ -199,7 +199,7 @@ def create_pipeline(
         transform_graph=transform.outputs["transform_graph"],
         schema=schema,
         hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
-        base_model=warm_start,
+        base_model=base_model,
         train_args=train_args,
         eval_args=eval_args,
         custom_config=trainer_config)

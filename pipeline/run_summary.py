@@ -13,9 +13,8 @@ from typing import Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
 
-from components.report_page import (read_data_checks, read_tuner_results, slice_metrics,
-                                    validation_failures)
-from components.report_page import read_start, read_window
+from components.report_page import (read_data_checks, read_start, read_tuner_results,
+                                    read_window, slice_metrics, validation_failures)
 from components.search_tuner import trials_logdir
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -96,8 +95,8 @@ class RunSummary:
         lines = [f"Spans: ingested span {window['span']}; trained on spans "
                  f"{', '.join(map(str, window['window']))} ({counts})"]
         if self.executions.get("SpanWindow") == "CACHED":
-            lines.append(f"No new span: span {window['span']} came from the cache; an earlier "
-                         "run ingested it")
+            lines.append(f"  (span {window['span']}'s data steps came from the cache: an "
+                         "earlier run ingested it)")
         drifted = [d for d in window["drift"] if d["drifted"]]
         lines.append(f"Drift: {window['drift_summary']}" + (
             f" [{window['drift_action']}]" if drifted else ""))
@@ -125,10 +124,13 @@ class Ingested:
     span: int
     fingerprint: str
     trainer_config: str
+    tuned: bool
+    push_destination: str
 
 
 def last_completed_run(metadata_path: str) -> Optional[Ingested]:
-    """The newest run whose EvaluationReport completed (or came from the cache), or None."""
+    """The newest run whose EvaluationReport and Pusher completed (or came from the cache),
+    or None."""
     if not os.path.isfile(metadata_path):
         return None
     store = _open(metadata_path)
@@ -144,9 +146,10 @@ def last_completed_run(metadata_path: str) -> Optional[Ingested]:
                      store.get_contexts_by_execution(execution.id) if c.type_id == node_type]
             if names:
                 nodes[names[0]] = execution
-        report, example_gen, trainer = (nodes.get(name) for name in
-                                        ("EvaluationReport", "ImportExampleGen", "Trainer"))
-        if not (report and example_gen and trainer) or report.last_known_state not in done:
+        report, example_gen, trainer, pusher = (nodes.get(name) for name in (
+            "EvaluationReport", "ImportExampleGen", "Trainer", "Pusher"))
+        if not (report and example_gen and trainer and pusher) or any(
+                node.last_known_state not in done for node in (report, pusher)):
             continue
         events = store.get_events_by_execution_ids([example_gen.id])
         outputs = [e.artifact_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT]
@@ -160,7 +163,10 @@ def last_completed_run(metadata_path: str) -> Optional[Ingested]:
             fingerprint=props["input_fingerprint"].string_value
             if "input_fingerprint" in props else "",
             trainer_config=trainer.custom_properties["custom_config"].string_value
-            if "custom_config" in trainer.custom_properties else "")
+            if "custom_config" in trainer.custom_properties else "",
+            tuned="Tuner" in nodes,
+            push_destination=pusher.custom_properties["push_destination"].string_value
+            if "push_destination" in pusher.custom_properties else "")
     return None
 
 

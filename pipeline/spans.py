@@ -18,6 +18,7 @@ from typing import Optional, Tuple
 from pipeline.dataset import SPAN_PREFIX, TFDS_NAME, TFDS_VERSION, TFRECORD_PATTERN, DataDirError
 
 SPAN_FOLDER = re.compile(r"^span-(0|[1-9][0-9]*)$")
+LOOKS_LIKE_A_SPAN = re.compile(r"^span[-_ ]?[0-9]", re.IGNORECASE)  # span-3, span_4, span-04
 # Below each span folder, relative paths to its TFRecords, by layout.
 LAYOUTS = {"tfds": f"{TFDS_NAME}/{TFDS_VERSION}/{TFRECORD_PATTERN}", "files": TFRECORD_PATTERN}
 
@@ -61,7 +62,7 @@ def _layout_of(folder: str) -> Optional[str]:
 
 
 def find_spans(data_dir: str) -> Optional[SpanLayout]:
-    """The span layout of `data_dir`, or None when it has no `span-*` folder.
+    """The span layout of `data_dir`, or None when no folder in it looks like a span.
 
     Raises DataDirError, in one line saying what to do, for a misnamed span folder, another folder
     beside the spans, spans in different layouts, or a newest span without TFRecords (TFX would
@@ -71,7 +72,7 @@ def find_spans(data_dir: str) -> Optional[SpanLayout]:
         return None
     folders = sorted(name for name in os.listdir(data_dir)
                      if os.path.isdir(os.path.join(data_dir, name)) and not name.startswith("."))
-    if not any(name.startswith("span") for name in folders):
+    if not any(LOOKS_LIKE_A_SPAN.match(name) for name in folders):
         return None
     root = os.path.abspath(data_dir)
     spans, layouts = [], {}

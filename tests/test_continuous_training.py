@@ -172,6 +172,86 @@ def test_a_span_rewritten_in_place_is_ingested_again_and_said_so(walkthrough):
     rewritten = runs["rewritten"]
     assert "No new span" not in rewritten["out"]
     assert ("SpanWindow: span 3 changed since a run ingested it (its files' fingerprint "
-            "differs): this copy replaces the earlier one") in rewritten["out"]
+            "differs)") in rewritten["out"]
     assert rewritten["code"] == 2  # then the same drift, with --on-drift stop
     assert rewritten["versions"] == runs["third"]["versions"]
+
+
+def _tfrecords(folder):
+    os.makedirs(folder, exist_ok=True)
+    with tf.io.TFRecordWriter(os.path.join(folder, "pets.tfrecord")) as writer:
+        example = tf.train.Example()
+        for key in ("image", "segmentation_mask"):
+            example.features.feature[key].bytes_list.value.append(b"x")
+        writer.write(example.SerializeToString())
+
+
+TFDS = os.path.join("oxford_iiit_pet", "4.0.0")
+
+
+@pytest.mark.parametrize("folders, message", [
+    (["span-1/" + TFDS, "span-2"], "span-2: the newest span holds no TFRecord files"),
+    (["span-1/" + TFDS, "notes"], "notes: not a span folder beside the spans; name spans "
+                                  "span-<N>"),
+    (["span-1/" + TFDS, "span-04/" + TFDS], "span-04: not a span folder beside the spans"),
+    (["span_1"], "span_1: not a span folder beside the spans"),
+    (["span-1/" + TFDS, "span-2/"], "spans in two layouts"),
+])
+def test_a_wrong_span_folder_is_one_line_before_any_work(tmp_path, capsys, folders, message):
+    for folder in folders:  # "a/b" or "a/": TFRecords in it; "a": an empty folder
+        if "/" in folder:
+            _tfrecords(str(tmp_path / folder))
+        else:
+            os.makedirs(tmp_path / folder)
+    code = local_runner.main(["--preset", "smoke", "--data-dir", str(tmp_path),
+                              "--pipeline-root", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and message in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_gaps_are_fine_and_folders_that_only_start_with_span_are_no_spans(tmp_path):
+    from pipeline import spans
+
+    for folder in ("span-1/" + TFDS, "span-4/" + TFDS):
+        _tfrecords(str(tmp_path / "gaps" / folder))
+    layout = spans.find_spans(str(tmp_path / "gaps"))
+    assert layout.spans == (1, 4) and layout.newest == 4 and layout.layout == "tfds"
+    assert layout.pattern == "span-{SPAN}/oxford_iiit_pet/4.0.0/*.tfrecord*"
+    _tfrecords(str(tmp_path / "plain"))
+    os.makedirs(tmp_path / "plain" / "spaniel")
+    assert spans.find_spans(str(tmp_path / "plain")) is None
+
+
+def test_spans_that_arrive_together_are_named_before_the_run(tmp_path):
+    from pipeline import spans
+
+    for span in (1, 2, 3):
+        _tfrecords(str(tmp_path / "data" / f"span-{span}"))
+    layout = spans.find_spans(str(tmp_path / "data"))
+    root = tmp_path / "root"
+    assert "span-1, span-2 will not be trained on" in local_runner.not_ingested(layout, str(root))
+    os.makedirs(root / local_runner.SPAN_STORE)
+    (root / local_runner.SPAN_STORE / "span-1.json").write_text("{}")
+    note = local_runner.not_ingested(layout, str(root))
+    assert note.startswith("Note: span-2 will not be trained on: a run ingests only the newest")
+    (root / local_runner.SPAN_STORE / "span-2.json").write_text("{}")
+    assert local_runner.not_ingested(layout, str(root)) == ""
+
+
+def test_a_blessed_model_of_another_width_means_a_cold_start_with_the_reason(tmp_path):
+    import dataclasses
+
+    from model_code import precision, warm_start
+    from model_code.config import SMOKE
+
+    base = str(tmp_path / "Format-Serving")
+    precision.write_record(base, "float32", "test",
+                           config=dataclasses.replace(SMOKE, num_filters_start=8).to_dict())
+    built = []
+    start = warm_start.choose(base, SMOKE, lambda: built.append(1))
+    assert start.weights is None and not built  # decided from the record, nothing loaded
+    assert start.line() == ("Cold start: the blessed model's U-Net differs (num_filters_start 8 "
+                            "there, 4 here)")
+    never = warm_start.choose(base, dataclasses.replace(SMOKE, warm_start="never"), None)
+    assert never.line() == "Cold start: warm start is off (--warm-start never)"

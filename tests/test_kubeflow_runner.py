@@ -178,6 +178,7 @@ def test_kubeflow_package_loads_in_the_kfp_client_and_sdk(tmp_path, capsys):
     tasks = set(spec.root.dag.tasks)
     assert tasks == set(EXPECTED_DEPENDENCIES) - {"latest_blessed_model_resolver-model-resolver"}
     assert "baseline_model" not in spec.root.dag.tasks["Evaluator"].inputs.artifacts
+    assert spec.root.dag.tasks["ImportExampleGen"].caching_options.enable_cache  # no spans
     assert components.load_component_from_file(package).name == "pets-unet-segmentation"
 
 
