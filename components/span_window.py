@@ -1,14 +1,19 @@
-"""SpanWindow: remembers each ingested span, checks the new one for drift, and hands Transform a window.
+"""SpanWindow: remembers each ingested span, checks the new one for drift, and hands the Trainer a window.
 
-Input: the clean examples and statistics of the span this run ingested (ImportExampleGen put its
-number on the artifact). The component
+Input: the clean examples, statistics and transformed examples of the span this run ingested
+(ImportExampleGen put its number on the artifact). The component
   1. compares that span's statistics with the span before it (TFDV's `validate_statistics` with
      Jensen-Shannon drift comparators, thresholds from the configuration);
-  2. records the span in the span store, `<span_store>/span-N.json`: where its examples and
-     statistics are, its counts, its fingerprint; written whole (temporary file + rename);
-  3. writes `window`, one Examples artifact holding the newest `window_spans` stored spans up to
-     N (their files copied per split), with `window.json` (spans, counts, drift) beside the
-     splits and the same facts as custom properties.
+  2. records the span in the span store, `<span_store>/span-N.json`: where its examples,
+     statistics and transformed examples are, its counts, its fingerprint; written whole
+     (temporary file + rename);
+  3. writes `window`, one Examples artifact holding the transformed examples of the newest
+     `window_spans` stored spans up to N (their files copied per split), with `window.json`
+     (spans, counts, drift) beside the splits and the same facts as custom properties.
+
+Earlier spans' transformed examples are reused as they are, so Transform only ever sees the new
+span. That is sound because model_code.preprocessing has no full-pass analyzers: its graph does
+not depend on the data, so every span's examples are transformed alike.
 
 Why by hand: TFX's span windows (a Resolver with SpanRangeStrategy, or RangeConfig's rolling
 range) do not compile for Vertex AI or Kubeflow Pipelines (the KFP v2 compiler takes only the
@@ -129,7 +134,8 @@ def describe_drift(results: List[dict], span: int, previous: Optional[int]) -> s
 
 
 def copy_window(window_records: List[dict], splits: List[str], out_uri: str) -> Dict[int, dict]:
-    """Copies each span's files into `out_uri`/Split-*; returns span -> {split: count}."""
+    """Copies each span's transformed files into `out_uri`/Split-*; returns span -> {split:
+    count}."""
     import tensorflow as tf
 
     counts = {}
@@ -138,7 +144,8 @@ def copy_window(window_records: List[dict], splits: List[str], out_uri: str) -> 
         for split in splits:
             target = os.path.join(out_uri, f"Split-{split}")
             tf.io.gfile.makedirs(target)
-            for path in tf.io.gfile.glob(os.path.join(record["examples"], f"Split-{split}", "*")):
+            for path in tf.io.gfile.glob(os.path.join(record["transformed"], f"Split-{split}",
+                                                      "*")):
                 tf.io.gfile.copy(path, os.path.join(target, f"span-{span}-{os.path.basename(path)}"),
                                  overwrite=True)
         counts[span] = record["counts"]
@@ -149,6 +156,7 @@ def copy_window(window_records: List[dict], splits: List[str], out_uri: str) -> 
 def SpanWindow(  # noqa: N802 - TFX component names are classes
     examples: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
     statistics: tfx.dsl.components.InputArtifact[standard_artifacts.ExampleStatistics],
+    transformed_examples: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
     window: tfx.dsl.components.OutputArtifact[standard_artifacts.Examples],
     span_store: tfx.dsl.components.Parameter[str],
     window_spans: tfx.dsl.components.Parameter[int] = 3,
@@ -183,29 +191,29 @@ def SpanWindow(  # noqa: N802 - TFX component names are classes
                          "--on-drift warn")
 
     record = {"span": span, "examples": examples.uri, "statistics": statistics.uri,
-              "fingerprint": _fingerprint(examples),
+              "transformed": transformed_examples.uri, "fingerprint": _fingerprint(examples),
               "counts": {split: count_records(os.path.join(examples.uri, f"Split-{split}"))
                          for split in splits}}
     tf.io.gfile.makedirs(span_store)
     _write_json(os.path.join(span_store, f"span-{span}.json"), record)
     store[span] = record
 
-    # The newest `window_spans` spans up to this one whose examples are still there.
-    present = [s for s in sorted(store) if s <= span and tf.io.gfile.isdir(store[s]["examples"])]
+    # The newest `window_spans` spans up to this one whose transformed examples are still there.
+    present = [s for s in sorted(store)
+               if s <= span and tf.io.gfile.isdir(store[s].get("transformed", ""))]
     for s in sorted(set(store) - set(present)):
         if s < span:
-            print(f"SpanWindow: span {s} left out of the window: its examples are gone from "
-                  f"{store[s]['examples']}", flush=True)
+            print(f"SpanWindow: span {s} left out of the window: its transformed examples are "
+                  f"gone from {store[s].get('transformed')}", flush=True)
     chosen = present[-window_spans:]
     counts = copy_window([store[s] for s in chosen], splits, window.uri)
     print(f"SpanWindow: training window spans {', '.join(map(str, chosen))} ("
           + ", ".join(f"span {s}: {c.get('train', 0)} train" for s, c in counts.items()) + ")",
           flush=True)
 
-    window.split_names = examples.split_names
-    for key, value in examples.mlmd_artifact.custom_properties.items():  # payload format, span
-        if key != "input_fingerprint":  # the new span's; the window holds several
-            window.mlmd_artifact.custom_properties[key].CopyFrom(value)
+    window.split_names = transformed_examples.split_names
+    for key, value in transformed_examples.mlmd_artifact.custom_properties.items():
+        window.mlmd_artifact.custom_properties[key].CopyFrom(value)
     facts = {"span": span, "previous_span": previous, "window": chosen,
              "counts": {str(s): c for s, c in counts.items()}, "drift": results,
              "drift_summary": summary, "drift_action": drift_action,

@@ -1,7 +1,10 @@
 """Transform's `preprocessing_fn`: raw Oxford-Pets tf.Examples -> model-ready tensors.
 
 The same graph runs in the Transform component (training data) and inside the exported model
-(serving), so there is one definition of preprocessing and no training/serving skew.
+(serving), so there is one definition of preprocessing and no training/serving skew. It has no
+full-pass analyzers (tft.mean, vocabularies, ...): its graph does not depend on the data, which is
+what lets continuous training reuse earlier spans' transformed examples (components.span_window);
+adding one would mean transforming the whole window again each run.
 
 Outputs:
   image: string  [batch]: each image's pixels, [input, input, 3] uint8, as one bytes value

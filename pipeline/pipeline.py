@@ -5,8 +5,8 @@ ImportExampleGen -> ExampleQuarantine -> StatisticsGen -> SchemaGen -> ExampleVa
 -> Pusher, and EvaluationReport (the HTML report, as an artifact) after the Evaluator.
 
 For a data folder of spans (`span-N/`, pipeline.spans) ImportExampleGen ingests the newest span,
-SpanWindow (after StatisticsGen) checks it for drift and gives Transform the newest spans as one
-window, and the Trainer warm-starts from the latest blessed model (the Resolver's output, which
+Transform transforms it alone, SpanWindow (after Transform) checks it for drift and gives the
+Tuner and Trainer the newest spans' transformed examples as one window, and the Trainer warm-starts from the latest blessed model (the Resolver's output, which
 the Evaluator compares with) unless the configuration says never.
 
 Component code is referenced by installed module paths (`model_code.trainer.run_fn`, ...), not by
@@ -101,8 +101,16 @@ class DataComponents(NamedTuple):
     statistics_gen: object
     schema_gen: object
     example_validator: object
-    span_window: Optional[object]  # only for a data folder of spans
     transform: object
+    span_window: Optional[object]  # only for a data folder of spans
+
+    @property
+    def training_examples(self):
+        """What the Tuner and Trainer read: the window of spans' transformed examples, or
+        Transform's."""
+        if self.span_window:
+            return self.span_window.outputs["window"]
+        return self.transform.outputs["transformed_examples"]
 
     def components(self) -> list:
         return [component for component in self if component is not None]
@@ -120,23 +128,24 @@ def data_components(data_root: str, config: Config,
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    span_window = SpanWindow(
-        examples=examples,
-        statistics=statistics_gen.outputs["statistics"],
-        span_store=spans.store,
-        window_spans=config.window_spans,
-        drift_thresholds=json.dumps(dict(config.drift_thresholds)),
-        drift_action=config.drift_action) if spans else None
     transform = tfx.components.Transform(
-        examples=span_window.outputs["window"] if span_window else examples,
+        examples=examples,
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         custom_config=config.as_custom_config(PREPROCESSING_FIELDS),
         # Statistics over 30,000 floats per image cost minutes and tell nothing StatisticsGen
         # does not already say about the raw data.
         disable_statistics=True)
+    span_window = SpanWindow(
+        examples=examples,
+        statistics=statistics_gen.outputs["statistics"],
+        transformed_examples=transform.outputs["transformed_examples"],
+        span_store=spans.store,
+        window_spans=config.window_spans,
+        drift_thresholds=json.dumps(dict(config.drift_thresholds)),
+        drift_action=config.drift_action) if spans else None
     return DataComponents(example_gen, quarantine, statistics_gen, schema_gen,
-                          example_validator, span_window, transform)
+                          example_validator, transform, span_window)
 
 
 def create_pipeline(
@@ -173,7 +182,7 @@ def create_pipeline(
     eval_args = tfx.proto.EvalArgs(splits=["eval"])
     tuner = SearchTuner(  # TFX's Tuner, keeping its trials' logs
         tuner_fn=TUNER_FN,
-        examples=transform.outputs["transformed_examples"],
+        examples=data.training_examples,
         transform_graph=transform.outputs["transform_graph"],
         schema=schema,
         train_args=train_args,
@@ -195,7 +204,7 @@ def create_pipeline(
         trainer_config.update(vertex_training.custom_config())
     trainer = trainer_class(
         run_fn=RUN_FN,
-        examples=transform.outputs["transformed_examples"],
+        examples=data.training_examples,
         transform_graph=transform.outputs["transform_graph"],
         schema=schema,
         hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,

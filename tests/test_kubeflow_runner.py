@@ -256,11 +256,13 @@ def test_span_folders_compile_to_a_span_pattern_a_window_and_a_warm_start(tmp_pa
     config = json.loads(_parameter(spec, "ImportExampleGen", "input_config"))
     assert config["splits"][0]["pattern"] == "span-{SPAN}/oxford_iiit_pet/4.0.0/*.tfrecord*"
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks["SpanWindow"]["dependentTasks"]) == {"ExampleQuarantine", "StatisticsGen"}
+    assert set(tasks["SpanWindow"]["dependentTasks"]) == {"ExampleQuarantine", "StatisticsGen",
+                                                          "Transform"}
     assert _parameter(spec, "SpanWindow", "span_store") == "gs://bucket/root/span_store"
     assert _parameter(spec, "SpanWindow", "window_spans") == 2
-    transform = tasks["Transform"]["inputs"]["artifacts"]["examples"]["taskOutputArtifact"]
-    assert transform["producerTask"] == "SpanWindow"
+    for task, producer in (("Transform", "ExampleQuarantine"), ("Trainer", "SpanWindow")):
+        source = tasks[task]["inputs"]["artifacts"]["examples"]["taskOutputArtifact"]
+        assert source["producerTask"] == producer, task
     resolver = "latest_blessed_model_resolver-model-resolver"
     for task in ("Trainer", "Evaluator"):  # one Resolver: warm start and baseline
         assert resolver in tasks[task]["dependentTasks"], task
