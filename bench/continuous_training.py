@@ -1,6 +1,6 @@
 """Continuous training on 3 synthetic spans: warm vs cold start, and one new span vs all at once.
 
-    .venv/bin/python bench/continuous_training.py               # 1,000 pets per span, as the README, ~25 min
+    .venv/bin/python bench/continuous_training.py               # 1,000 pets per span, as the README, ~11 min
     .venv/bin/python bench/continuous_training.py --per-span 300      # shorter
 
 Runs the README's walkthrough ("Continuous training"), its commands with this benchmark's own
