@@ -201,7 +201,8 @@ def run_fn(fn_args) -> keras.Model:
     data = load_data(fn_args, config, tf_transform_output)
     start = warm_start.choose(getattr(fn_args, "base_model", None), config,
                               lambda: build_unet(config))
-    print(start.line(), flush=True)
+    if start.source:  # a blessed model was offered (spans): say whether it was taken, and why
+        print(start.line(), flush=True)
     if start.weights is not None:
         config = warm_start.finetune(config)
     print(data.describe(config, config.num_epochs), flush=True)
