@@ -5,6 +5,8 @@ StatisticsGen, Transform, Evaluator); both runners must hand each of them the sa
 Dataflow/Flink/Spark run would silently keep some steps on the local DirectRunner.
 """
 import json
+import os
+import tempfile
 
 from tfx.dsl.compiler import compiler
 from tfx.proto.orchestration import executable_spec_pb2, pipeline_pb2
@@ -27,9 +29,21 @@ def test_auto_is_in_memory_for_small_inputs_and_parallel_for_large_ones():
                                                          "22,047 examples, 2 CPUs")
     assert beam_options.choose("auto", 22047, cpus=1) == ("in_memory", "one CPU")
     assert beam_options.choose("multi_processing", 10, cpus=2)[0] == "multi_processing"
-    assert beam_options.direct_runner_args("multi_processing", cpus=4)[-1] == (
-        "--direct_num_workers=4")
+    assert "--direct_num_workers=4" in beam_options.direct_runner_args("multi_processing", cpus=4)
     assert "--direct_running_mode=in_memory" in beam_options.direct_runner_args("in_memory")
+
+
+def test_tfx_builds_no_sdist_of_itself_for_direct_runner_steps(tmp_path, monkeypatch):
+    """Without a dependency option every TFX Beam executor packages TFX into the temp dir."""
+    from tfx.utils import dependency_utils
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    for mode in ("in_memory", "multi_processing"):
+        args = beam_options.direct_runner_args(mode)
+        assert dependency_utils.make_beam_dependency_flags(args) == args
+    assert os.path.isfile(beam_options.SETUP_FILE) and not os.listdir(tmp_path)
+    dependency_utils.make_beam_dependency_flags(["--runner=DirectRunner"])  # TFX's default
+    assert os.listdir(tmp_path)
 
 
 def _local_beam_args(tmp_path, argv, mode):
