@@ -29,7 +29,7 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
-from model_code import image_input, preprocessing
+from model_code import autograph_rules, image_input, preprocessing
 
 SCORES_KEY = "scores"
 
@@ -65,6 +65,7 @@ def _header_sizes(images: tf.Tensor) -> tf.Tensor:
 def make_signatures(model: keras.Model, tf_transform_output,
                     max_image_pixels: int = image_input.DEFAULT_MAX_IMAGE_PIXELS) -> dict:
     """Attaches the Transform layer to `model` (so it is saved with it) and builds signatures."""
+    autograph_rules.skip_tf_keras()
     model.tft_layer = tf_transform_output.transform_features_layer()
     raw_spec = tf_transform_output.raw_feature_spec()
     image_spec = {preprocessing.IMAGE_KEY: raw_spec[preprocessing.IMAGE_KEY]}

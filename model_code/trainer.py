@@ -29,8 +29,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from model_code import (distribution, export, hyperparameters, precision, preprocessing,
-                        warm_start)
+from model_code import (autograph_rules, distribution, export, hyperparameters, precision,
+                        preprocessing, warm_start)
 from model_code.config import Config
 from model_code.metrics import PixelMeanIoU
 from model_code.training_display import EpochLine, ImageSummaries
@@ -153,6 +153,7 @@ def fit(config: Config, data: TrainingData, log_dir: str, policy: str,
     `show=False` (the Tuner's trials) writes no pictures to TensorBoard and prints nothing.
     `initial_weights` (a warm start) replace the fresh model's before training.
     """
+    autograph_rules.skip_tf_keras()
     strategy = strategy or tf.distribute.get_strategy()
     total_steps = data.steps_per_epoch * config.num_epochs
     options = tf.data.Options()

@@ -38,3 +38,39 @@ def test_flips_are_applied_to_image_and_mask_together():
 def test_pixel_weights_are_the_normalised_class_weights():
     weights = pixel_weights(tf.constant([[0, 1, 2]], tf.int64), (1.0, 1.0, 2.0))
     np.testing.assert_allclose(weights.numpy(), [[0.25, 0.25, 0.5]])
+
+
+
+def test_autograph_skips_tf_keras_and_training_is_unchanged(monkeypatch):
+    """TF 2.16's AutoGraph re-converts tf_keras's source on every trace; the rule that stops it
+    must not change what is trained: three steps from the same seed give the same weights."""
+    import tf_keras as keras
+    from tensorflow.python.autograph.core import config as autograph_config
+    from tensorflow.python.autograph.impl import conversion
+
+    from model_code import autograph_rules
+    from model_code.config import SMOKE
+    from model_code.trainer import compile_model
+
+    # TF 2.16's rules as installed, whatever an earlier test in this process added.
+    monkeypatch.setattr(autograph_config, "CONVERSION_RULES", tuple(
+        rule for rule in autograph_config.CONVERSION_RULES if not rule.matches("tf_keras")))
+    images = np.random.default_rng(0).random((4, SMOKE.input_size, SMOKE.input_size, 3),
+                                             np.float32)
+
+    def trained():
+        keras.utils.set_random_seed(0)
+        model = compile_model(SMOKE, total_steps=3)
+        size = model.output_shape[1]
+        masks = np.random.default_rng(1).integers(0, 3, (4, size, size))
+        for _ in range(3):
+            model.train_on_batch(images, masks, sample_weight=np.ones(masks.shape, np.float32))
+        return model.get_weights()
+
+    assert not conversion.is_allowlisted(keras.Model.train_step)
+    converted = trained()
+    assert autograph_rules.skip_tf_keras() and autograph_rules.skip_tf_keras()
+    assert conversion.is_allowlisted(keras.Model.train_step)
+    assert sum(rule.matches("tf_keras") for rule in autograph_config.CONVERSION_RULES) == 1
+    for a, b in zip(converted, trained()):
+        np.testing.assert_array_equal(a, b)
