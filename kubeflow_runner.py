@@ -209,7 +209,7 @@ def compile_pipeline(args: argparse.Namespace) -> str:
     layout = span_layout(args)
     pipeline = create_pipeline(
         spans=Spans(pattern=spans.input_pattern(layout),
-                    store=f"{args.pipeline_root.rstrip('/')}/span_store") if layout else None,
+                    store=spans.store_path(args.pipeline_root)) if layout else None,
         pipeline_name=PIPELINE_NAME,
         pipeline_root=args.pipeline_root,
         data_root=args.data_root,
@@ -307,9 +307,7 @@ def main(argv=None) -> int:
                             ("--window-spans", args.window_spans)):
             preflight.check_count(flag, value)
         settings(args)
-        if not span_layout(args) and (args.window_spans or args.warm_start or args.on_drift):
-            raise ValueError("--window-spans, --warm-start and --on-drift need a --data-root of "
-                             "span folders (--span-layout; README, \"Continuous training\")")
+        spans.check_span_flags(args, bool(span_layout(args)), "--data-root", "--span-layout")
         beam_options.check_args(beam_pipeline_args(args))
         if (args.tune_trials or args.tune_epochs) and not args.tune:
             raise ValueError("--tune-trials and --tune-epochs set the Tuner's budget; "

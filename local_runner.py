@@ -40,7 +40,6 @@ from pipeline import beam_options, console, dataset, preflight, spans
 HERE = os.path.dirname(os.path.abspath(__file__))
 INTERRUPTED = ("interrupted: run the same command again to go on; the components that completed "
                "are served from the cache")
-SPAN_STORE = "span_store"  # below the pipeline root: SpanWindow's record of ingested spans
 SYNTHETIC_NOTE = ("This model learned synthetic pets, to show the pipeline working: its masks of "
                   "real photos mean nothing. Real data: --preset seed --data-dir DIR (README).")
 
@@ -114,10 +113,7 @@ def main(argv=None) -> int:
                     os.path.join(HERE, "data", f"synthetic_{config.synthetic_examples}"),
                     config.synthetic_examples)
                 examples = config.synthetic_examples
-            if not layout and (args.window_spans or args.warm_start or args.on_drift):
-                raise ValueError("--window-spans, --warm-start and --on-drift need a --data-dir "
-                                 "of span folders (span-1/, span-2/, ...; README, "
-                                 "\"Continuous training\")")
+            spans.check_span_flags(args, bool(layout), "--data-dir", "span-1/, span-2/, ...")
             beam_mode, beam_why = beam_options.choose(args.beam_mode, examples)
             held.enter_context(preflight.exclusive(pipeline_root, metadata_path))
         except ValueError as err:  # DataDirError and StoreBusy included
@@ -148,7 +144,7 @@ def run(args: argparse.Namespace, config, data_root: str, beam_mode: str, beam_w
     # Heavy imports only once the arguments are known to be good.
     from components.atomic_pusher import PushError
     from components.example_quarantine import DataQualityError
-    from components.span_window import DriftError
+    from components.span_window import DriftError, SpanStoreError
     from pipeline.pipeline import PIPELINE_NAME
     from pipeline.run_summary import summarize_run
 
@@ -163,13 +159,17 @@ def run(args: argparse.Namespace, config, data_root: str, beam_mode: str, beam_w
         if done:
             print(done)
             return 0
-        skipped = not_ingested(layout, pipeline_root)
+        try:
+            skipped = not_ingested(layout, pipeline_root)
+        except SpanStoreError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         if skipped:
             print(skipped, flush=True)
     progress = None if args.verbose else console.ComponentProgress().attach()
     try:
         run_id = run_locally(pipeline)
-    except (DataQualityError, PushError, DriftError) as err:  # expected; others: traceback
+    except (DataQualityError, PushError, DriftError, SpanStoreError) as err:  # expected
         print(f"error: {err}", file=sys.stderr)
         return 2
     finally:
@@ -237,11 +237,11 @@ def nothing_new(layout, pipeline, metadata_path: str) -> str:
 
 def not_ingested(layout, pipeline_root: str) -> str:
     """A warning line naming spans older than the newest that no run has ingested (they
-    arrived together with a newer one, or before the first run), else ""."""
-    store = os.path.join(pipeline_root, SPAN_STORE)
-    stored = {int(name[len("span-"):-len(".json")]) for name in
-              (os.listdir(store) if os.path.isdir(store) else [])
-              if name.startswith("span-") and name.endswith(".json")}
+    arrived together with a newer one, or before the first run), else "". SpanStoreError for
+    a record in the store that cannot be used."""
+    from components.span_window import stored_spans
+
+    stored = set(stored_spans(spans.store_path(pipeline_root)))
     skipped = [span for span in layout.spans[:-1] if span not in stored
                and span > max(stored, default=-1)]
     if not skipped:
@@ -277,7 +277,7 @@ def build_pipeline(args: argparse.Namespace, config, data_root: str, beam_mode: 
         beam_pipeline_args=[*beam_options.direct_runner_args(beam_mode), *args.beam_arg],
         report_note="" if args.data_dir else SYNTHETIC_NOTE,
         tune=args.tune,
-        spans=Spans(pattern=layout.pattern, store=os.path.join(pipeline_root, SPAN_STORE))
+        spans=Spans(pattern=layout.pattern, store=spans.store_path(pipeline_root))
         if layout else None)
 
 

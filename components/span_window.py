@@ -25,6 +25,7 @@ span's statistics, hence the drift check here.
 
 import json
 import os
+import re
 from typing import Dict, List, Optional
 
 from tfx import v1 as tfx
@@ -37,6 +38,13 @@ STATS_SPLIT = "train"
 
 class DriftError(ValueError):
     """The new span drifted beyond the thresholds and the configuration says stop."""
+
+
+class SpanStoreError(ValueError):
+    """A record in the span store cannot be used; the message names it and what to do."""
+
+
+RECORD_NAME = re.compile(r"^span-([0-9]+)\.json$")
 
 
 def span_of(artifact) -> int:
@@ -71,18 +79,37 @@ def _read_json(path: str):
         return json.load(f)
 
 
+def _checked_record(path: str, span: int) -> dict:
+    try:
+        record = _read_json(path)
+    except (ValueError, UnicodeDecodeError) as err:  # json.JSONDecodeError is a ValueError
+        problem = f"not JSON: {err}"
+    else:
+        problem = ("not a record of span " + str(span) if not isinstance(record, dict)
+                   or record.get("span") != span else
+                   "no folder of transformed examples" if not isinstance(
+                       record.get("transformed"), str) else "")
+        if not problem:
+            return record
+    raise SpanStoreError(
+        f"the span store's {path} is unreadable ({problem}). It says where span {span}'s "
+        f"examples are: restore it from a copy, or delete it to leave span {span} out of "
+        "later windows and drift checks")
+
+
 def stored_spans(store: str) -> Dict[int, dict]:
-    """Span number -> its record, for every span in the store."""
+    """Span number -> its record, for every span in the store; SpanStoreError for a record that
+    cannot be used (edited by hand, or written by something else)."""
     import tensorflow as tf
 
     if not tf.io.gfile.isdir(store):
         return {}
     records = {}
     for name in tf.io.gfile.listdir(store):
-        name = name.rstrip("/")
-        if name.startswith("span-") and name.endswith(".json"):
-            record = _read_json(os.path.join(store, name))
-            records[int(record["span"])] = record
+        match = RECORD_NAME.match(name.rstrip("/"))
+        if match:
+            span = int(match.group(1))
+            records[span] = _checked_record(os.path.join(store, match.group(0)), span)
     return records
 
 

@@ -19,6 +19,9 @@ from pipeline.dataset import SPAN_PREFIX, TFDS_NAME, TFDS_VERSION, TFRECORD_PATT
 
 SPAN_FOLDER = re.compile(r"^span-(0|[1-9][0-9]*)$")
 LOOKS_LIKE_A_SPAN = re.compile(r"^span[-_ ]?[0-9]", re.IGNORECASE)  # span-3, span_4, span-04
+# Below the pipeline root: SpanWindow's record of the spans ingested (components.span_window).
+STORE_FOLDER = "span_store"
+SPAN_FLAGS = ("window_spans", "warm_start", "on_drift")  # argparse names, on both runners
 # Below each span folder, relative paths to its TFRecords, by layout.
 LAYOUTS = {"tfds": f"{TFDS_NAME}/{TFDS_VERSION}/{TFRECORD_PATTERN}", "files": TFRECORD_PATTERN}
 
@@ -48,6 +51,18 @@ class SpanLayout:
     def describe(self) -> str:
         shown = ", ".join(str(s) for s in self.spans)
         return f"spans {shown} in {self.root}; this run ingests span {self.newest}"
+
+
+def store_path(pipeline_root: str) -> str:
+    """The span store of a pipeline root (a local path or a gs:// URI)."""
+    return f"{pipeline_root.rstrip('/')}/{STORE_FOLDER}"
+
+
+def check_span_flags(args, has_spans: bool, data_flag: str, how: str) -> None:
+    """ValueError when a continuous-training flag is set for data without span folders."""
+    if not has_spans and any(getattr(args, name) for name in SPAN_FLAGS):
+        raise ValueError(f"--window-spans, --warm-start and --on-drift need a {data_flag} of "
+                         f"span folders ({how}; README, \"Continuous training\")")
 
 
 def input_pattern(layout: str) -> str:

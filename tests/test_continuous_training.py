@@ -221,6 +221,13 @@ def test_gaps_are_fine_and_folders_that_only_start_with_span_are_no_spans(tmp_pa
     assert spans.find_spans(str(tmp_path / "plain")) is None
 
 
+def _record(store, span, **fields):
+    os.makedirs(store, exist_ok=True)
+    record = {"span": span, "transformed": f"/elsewhere/Transform/{span}", **fields}
+    with open(os.path.join(store, f"span-{span}.json"), "w") as f:
+        json.dump(record, f)
+
+
 def test_spans_that_arrive_together_are_named_before_the_run(tmp_path):
     from pipeline import spans
 
@@ -228,13 +235,39 @@ def test_spans_that_arrive_together_are_named_before_the_run(tmp_path):
         _tfrecords(str(tmp_path / "data" / f"span-{span}"))
     layout = spans.find_spans(str(tmp_path / "data"))
     root = tmp_path / "root"
+    store = spans.store_path(str(root))
     assert "span-1, span-2 will not be trained on" in local_runner.not_ingested(layout, str(root))
-    os.makedirs(root / local_runner.SPAN_STORE)
-    (root / local_runner.SPAN_STORE / "span-1.json").write_text("{}")
+    _record(store, 1)
     note = local_runner.not_ingested(layout, str(root))
     assert note.startswith("Note: span-2 will not be trained on: a run ingests only the newest")
-    (root / local_runner.SPAN_STORE / "span-2.json").write_text("{}")
+    _record(store, 2)
     assert local_runner.not_ingested(layout, str(root)) == ""
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('{"span": 2, "transformed": "/x"', "not JSON"),
+    ('{"span": 3, "transformed": "/x"}', "not a record of span 2"),
+    ('{"span": 2}', "no folder of transformed examples")])
+def test_an_unusable_span_store_record_stops_the_run_before_it_starts(tmp_path, text, problem):
+    """A hand-edited or truncated span-N.json: one line naming it and what to do, exit 2."""
+    from pipeline import spans
+
+    for span in (1, 2, 3):
+        _tfrecords(str(tmp_path / "data" / f"span-{span}"))
+    store = spans.store_path(str(tmp_path / "root"))
+    _record(store, 1)
+    with open(os.path.join(store, "span-2.json"), "w") as f:
+        f.write(text)
+    code, out, err = _run_in_process(
+        ["--preset", "smoke", "--data-dir", str(tmp_path / "data"), "--pipeline-root",
+         str(tmp_path / "root"), "--metadata-path", str(tmp_path / "metadata.sqlite"),
+         "--serving-dir", str(tmp_path / "serving")])
+    assert code == 2 and "Traceback" not in err, err
+    line = err.strip()
+    assert line.startswith(f"error: the span store's {os.path.join(store, 'span-2.json')} is "
+                           f"unreadable ({problem}") and line.count("\n") == 0
+    assert "restore it from a copy, or delete it to leave span 2 out" in line
+    assert not os.path.exists(tmp_path / "root" / "ImportExampleGen")  # nothing ran
 
 
 def test_a_blessed_model_of_another_width_means_a_cold_start_with_the_reason(tmp_path):
