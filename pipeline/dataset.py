@@ -40,6 +40,8 @@ import sys
 import uuid
 from typing import Optional
 
+from pipeline import console
+
 TFDS_NAME = "oxford_iiit_pet"
 TFDS_VERSION = "4.0.0"
 TFRECORD_PATTERN = "*.tfrecord*"
@@ -335,6 +337,7 @@ def main(argv: Optional[list] = None) -> int:
                         help="share of cats (0 < F < 1) in the span written by --span, or in the "
                              "last span of --spans")
     args = parser.parse_args(argv)
+    console.quiet()  # before TensorFlow is imported: its start-up log is not for this command
     span_mode = args.span is not None or args.spans is not None
     if span_mode and args.source != "synthetic":
         parser.error("--span/--spans need --source synthetic")
