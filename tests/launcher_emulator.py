@@ -2,7 +2,7 @@
 
 Every step runs as its own process with the exact `command` + `args` of its executor in the
 compiled spec, `{{$}}` replaced by an ExecutorInput JSON built the way the platform builds it, in a
-fresh working directory. What the platform does around the container is emulated, from public
+fresh working directory, with its own temporary directory (a container's /tmp), removed after. What the platform does around the container is emulated, from public
 sources:
 
 * Vertex AI Pipelines (mode "vertex"): the ExecutorInput carries parameters from the task's
@@ -38,8 +38,10 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from typing import Dict, List, Optional
@@ -272,11 +274,17 @@ class Launcher:
             full_command=command, executor_input_dict=executor_input,
             pipeline_resource_name="pets-unet", task_resource_name=name,
             pipeline_root=self.pipeline_root)
-        with open(log_path, "a") as log:
-            log.write(f"$ {name}\n")
-            log.flush()
-            code = subprocess.call(resolved, cwd=cwd, env=self.env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+        # A container's /tmp lives and dies with it: TFX's Beam executors leave a 49 MB package
+        # of TFX there on every step run with the DirectRunner (pipeline/beam_options.py).
+        tmp = tempfile.mkdtemp(prefix=f"{name}-tmp-", dir=cwd)
+        try:
+            with open(log_path, "a") as log:
+                log.write(f"$ {name}\n")
+                log.flush()
+                code = subprocess.call(resolved, cwd=cwd, env=dict(self.env, TMPDIR=tmp),
+                                       stdout=log, stderr=subprocess.STDOUT)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         if code != 0:
             with open(log_path) as log:
                 tail = log.read()[-6000:]

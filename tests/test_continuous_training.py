@@ -286,3 +286,15 @@ def test_a_blessed_model_of_another_width_means_a_cold_start_with_the_reason(tmp
                             "there, 4 here)")
     never = warm_start.choose(base, dataclasses.replace(SMOKE, warm_start="never"), None)
     assert never.line() == "Cold start: warm start is off (--warm-start never)"
+
+    # No record to decide from (a model trained elsewhere): its checkpoint does not fit.
+    from model_code.unet import build_unet
+
+    other = str(tmp_path / "other")
+    build_unet(dataclasses.replace(SMOKE, num_filters_start=8)).save_weights(
+        os.path.join(other, "variables", "variables"))
+    start = warm_start.choose(other, SMOKE, lambda: build_unet(SMOKE))
+    assert start.weights is None and start.line().startswith(
+        "Cold start: the blessed model's weights do not fit (Received incompatible tensor with "
+        "shape (8,)")
+    assert "\n" not in start.line()
