@@ -87,17 +87,21 @@ def make_signatures(model: keras.Model, tf_transform_output,
         return tf.cond(tf.size(images) > 0, model_scores,
                        lambda: tf.zeros([0, mask_size, mask_size, num_classes]))
 
+    # The signatures have no Python control flow on tensors (tf.cond and tf.map_fn are explicit),
+    # so AutoGraph would only re-read this module's, TFT's and tf_keras's source at each export.
     def checked(images, sizes):
         with tf.control_dependencies([image_input.assert_within_limit(sizes, max_image_pixels)]):
             return tf.identity(images)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")],
+                 autograph=False)
     def serve_examples(serialized):
         images = preprocessing.squeeze_single_value(
             tf.io.parse_example(serialized, image_spec)[preprocessing.IMAGE_KEY])
         return {SCORES_KEY: scores(checked(images, _header_sizes(images)))}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")],
+                 autograph=False)
     def serve_images(images):
         sizes = _header_sizes(images)
         probabilities = scores(checked(images, sizes))
@@ -107,7 +111,8 @@ def make_signatures(model: keras.Model, tf_transform_output,
                 "image_size": tf.cast(sizes, tf.int32), "mask_png_bytes": png,
                 "class_fractions": fractions}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")],
+                 autograph=False)
     def transform_features(serialized):
         return model.tft_layer(tf.io.parse_example(serialized, label_spec))
 
