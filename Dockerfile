@@ -6,6 +6,7 @@ ARG TFX_IMAGE=gcr.io/tfx-oss-public/tfx:1.16.0
 FROM ${TFX_IMAGE}
 
 WORKDIR /pipeline
+# kubeflow_runner.IMAGE_SETUP_FILE names /pipeline/setup.py in every DirectRunner step's Beam options.
 COPY requirements.lock ./
 RUN grep -E '^(tf-keras|tensorflow-datasets)==' requirements.lock > extras.txt && \
     pip install --no-cache-dir -r extras.txt

@@ -139,11 +139,17 @@ def check_cron(expression: str) -> str:
     return expression
 
 
+IMAGE_SETUP_FILE = "/pipeline/setup.py"  # Dockerfile: WORKDIR /pipeline, COPY setup.py
+
+
 def beam_pipeline_args(args: argparse.Namespace) -> List[str]:
     """Beam options for the chosen runner; DirectRunner keeps the local multi-processing default."""
     if args.beam_runner == "DirectRunner":
+        # The image's copy of this project (Dockerfile): as locally, a dependency option keeps
+        # TFX from packaging itself into the container's /tmp at every Beam step
+        # (pipeline/beam_options.py); the DirectRunner stages nothing.
         common = ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
-                  "--direct_num_workers=0"]
+                  "--direct_num_workers=0", f"--setup_file={IMAGE_SETUP_FILE}"]
     elif args.beam_runner == "DataflowRunner":
         common = ["--runner=DataflowRunner", f"--project={args.project}",
                   f"--region={args.region}",

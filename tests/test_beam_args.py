@@ -38,8 +38,10 @@ def test_tfx_builds_no_sdist_of_itself_for_direct_runner_steps(tmp_path, monkeyp
     from tfx.utils import dependency_utils
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    for mode in ("in_memory", "multi_processing"):
-        args = beam_options.direct_runner_args(mode)
+    container = kubeflow_runner.beam_pipeline_args(kubeflow_runner.parse_args(
+        ["--pipeline-root", "gs://bucket/root", "--image", "pets-unet:test"]))
+    for args in (*map(beam_options.direct_runner_args, ("in_memory", "multi_processing")),
+                 container):
         assert dependency_utils.make_beam_dependency_flags(args) == args
     assert os.path.isfile(beam_options.SETUP_FILE) and not os.listdir(tmp_path)
     dependency_utils.make_beam_dependency_flags(["--runner=DirectRunner"])  # TFX's default
