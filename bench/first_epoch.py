@@ -1,4 +1,5 @@
-"""Fixed cost of training: first-epoch vs later-epoch time, Keras' CenterCrop vs a static crop.
+"""Fixed cost of training: first-epoch vs later-epoch time, with and without AutoGraph converting
+tf_keras, and Keras' CenterCrop vs a static crop.
 
     .venv/bin/python bench/first_epoch.py [--repeats 3] [--preset demo] [--steps 40]
 
@@ -7,7 +8,9 @@ Transform's output of the 1,000 synthetic pets (as bench/trainer_bench.py makes 
 both epochs' wall time; the difference is what tracing, graph optimisation and filling the
 input cache cost. Sides: `center` builds the skip-connection crops with tf_keras' CenterCrop
 (model_code.unet; it puts a tf.cond in the graph), `static` with a Cropping2D of the same
-amounts (no control flow; the same numbers and parameters).
+amounts (no control flow; the same numbers and parameters); both with TF 2.16's AutoGraph as
+installed, which converts tf_keras's own source at every trace. `skip` is `center` with
+model_code.autograph_rules.skip_tf_keras(), as the Trainer runs now.
 Interleaved, `--repeats` times; prints medians and writes outputs/bench/first_epoch.json.
 """
 from __future__ import annotations
@@ -42,6 +45,10 @@ def one_side(crop: str, preset: str, steps: int, transformed: str, graph: str) -
                                            name=name)(x)
 
         unet._center_crop = static_crop
+    if crop == "skip":
+        from model_code import autograph_rules
+
+        autograph_rules.skip_tf_keras()
     config = get_preset(preset, precision="float32")
     parsed = _parsed_dataset([os.path.join(transformed, "Split-train", "*")],
                              tft.TFTransformOutput(graph))
@@ -61,7 +68,7 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--side", choices=["center", "static"], help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=["center", "static", "skip"], help=argparse.SUPPRESS)
     parser.add_argument("--transformed", help=argparse.SUPPRESS)
     parser.add_argument("--transform-graph", help=argparse.SUPPRESS)
     parser.add_argument("--out", default=os.path.join(ROOT, "outputs", "bench"))
@@ -74,7 +81,7 @@ def main(argv=None) -> int:
     from trainer_bench import cpu_description, transform_output
 
     transform = transform_output(os.path.join(args.out, "trainer_data"))
-    runs = {"center": [], "static": []}
+    runs = {"center": [], "static": [], "skip": []}
     for _ in range(args.repeats):
         for side in runs:
             done = subprocess.run(
