@@ -2,7 +2,7 @@
 
 TF 2.16's AutoGraph skips modules named `keras` but not `tf_keras` (Keras 2 as its own package),
 so every trace of the U-Net's train, test and predict steps, and every SavedModel export,
-re-converts tf_keras's engine and layer source to graph code: about 11 s of each Trainer's (and
+re-converts tf_keras's engine and layer source to graph code: about 10 s of each Trainer's (and
 each Tuner trial's) first epoch and a few seconds of each export here (bench/first_epoch.py).
 TensorFlow's rule list has since gained `DoNotConvert("tf_keras")`
 (tensorflow/python/autograph/core/config.py); `skip_tf_keras` adds that rule to this process.
