@@ -14,6 +14,7 @@ import local_runner
 from components.example_quarantine import ExampleQuarantine, check_example
 from hostile_images import png_bomb
 from model_code.config import SMOKE
+from pipeline import beam_options
 from pipeline.pipeline import import_example_gen
 
 
@@ -79,7 +80,7 @@ def _quarantine_run(data_root, out, max_bad_fraction):
         components=[example_gen, quarantine],
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             str(out / "metadata.sqlite")),
-        beam_pipeline_args=["--direct_running_mode=in_memory"]))
+        beam_pipeline_args=beam_options.direct_runner_args("in_memory")))
     return out / "root" / "ExampleQuarantine"
 
 

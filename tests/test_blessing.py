@@ -12,6 +12,7 @@ import pytest
 from tfx import v1 as tfx
 
 from model_code.config import SMOKE
+from pipeline import beam_options
 from pipeline.pipeline import create_pipeline
 from pipeline.run_summary import summarize_latest_run
 
@@ -28,7 +29,7 @@ def _run(config, data_root, out):
         serving_dir=str(out / "serving"), config=config,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             metadata),
-        beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"]))
+        beam_pipeline_args=beam_options.direct_runner_args("in_memory")))
     return summarize_latest_run(metadata), metadata
 
 
