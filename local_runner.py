@@ -159,15 +159,11 @@ def run(args: argparse.Namespace, config, data_root: str, beam_mode: str, beam_w
         if done:
             print(done)
             return 0
-        try:
-            skipped = not_ingested(layout, pipeline_root)
-        except SpanStoreError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        if skipped:
-            print(skipped, flush=True)
     progress = None if args.verbose else console.ComponentProgress().attach()
     try:
+        skipped = not_ingested(layout, pipeline_root) if layout else ""
+        if skipped:
+            print(skipped, flush=True)
         run_id = run_locally(pipeline)
     except (DataQualityError, PushError, DriftError, SpanStoreError) as err:  # expected
         print(f"error: {err}", file=sys.stderr)

@@ -2,8 +2,8 @@
 
 Every step runs as its own process with the exact `command` + `args` of its executor in the
 compiled spec, `{{$}}` replaced by an ExecutorInput JSON built the way the platform builds it, in a
-fresh working directory, with its own temporary directory (a container's /tmp), removed after. What the platform does around the container is emulated, from public
-sources:
+fresh working directory, with a temporary directory of its own (a container's /tmp), removed
+after. What the platform does around the container is emulated, from public sources:
 
 * Vertex AI Pipelines (mode "vertex"): the ExecutorInput carries parameters from the task's
   constant inputs; input artifacts with the producer's `executor_output.json` metadata, their
